@@ -1,0 +1,43 @@
+# Makefile for the webhooks extension (PGXS)
+
+MODULE_big = webhooks
+OBJS = \
+	src/webhooks.o \
+	src/guc.o \
+	src/validate.o \
+	src/signing.o \
+	src/api.o \
+	src/http.o \
+	src/ping.o \
+	src/emit.o \
+	src/queue.o \
+	src/launcher.o \
+	src/worker.o
+
+EXTENSION = webhooks
+DATA = sql/webhooks--1.0.sql
+PGFILEDESC = "webhooks - reliable outgoing webhooks for PostgreSQL"
+
+REGRESS = create management errors logs emit
+REGRESS_OPTS = --temp-instance=./tmp_check --temp-config=test/regress.conf
+
+TAP_TESTS = 1
+
+PG_CPPFLAGS = -Isrc $(shell curl-config --cflags)
+PG_CFLAGS = -Wall -Wextra -Werror -Wno-unused-parameter -Wno-missing-field-initializers -Wno-sign-compare
+SHLIB_LINK = $(shell curl-config --libs) -lcrypto
+
+PG_CONFIG ?= pg_config
+PGXS := $(shell $(PG_CONFIG) --pgxs)
+include $(PGXS)
+
+# The README's two commands; both install what a fresh machine lacks.
+.PHONY: test demo bench
+test:
+	test/run-tests.sh
+
+demo:
+	test/demo.sh
+
+bench:
+	test/bench.sh

@@ -1,0 +1,388 @@
+/*-------------------------------------------------------------------------
+ *
+ * api.c
+ *		The management API: create, list, get, update, delete a webhook,
+ *		show its secret, and page through its delivery attempts.
+ *
+ * Every call names a community, and every query filters on it, so a
+ * webhook of another community behaves exactly as one that does not
+ * exist.  Arguments are checked (validate.c) before anything is written.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/htup_details.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "funcapi.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+
+#include "webhooks.h"
+
+PG_FUNCTION_INFO_V1(webhooks_create);
+PG_FUNCTION_INFO_V1(webhooks_list);
+PG_FUNCTION_INFO_V1(webhooks_get);
+PG_FUNCTION_INFO_V1(webhooks_update);
+PG_FUNCTION_INFO_V1(webhooks_delete);
+PG_FUNCTION_INFO_V1(webhooks_secret);
+PG_FUNCTION_INFO_V1(webhooks_logs);
+
+#define WEBHOOK_COLUMNS \
+	"id, community_id, url, events, is_active, created_at, updated_at"
+
+#define LOGS_MAX_PER_PAGE 50
+
+/* Run one query with arguments; raise on anything but the expected code. */
+static void
+run_query(const char *sql, int nargs, Oid *types, Datum *values,
+		  const char *nulls, bool read_only, int expected)
+{
+	int			ret = SPI_execute_with_args(sql, nargs, types, values, nulls,
+											read_only, 0);
+
+	if (ret != expected)
+		elog(ERROR, "SPI_execute_with_args failed: %s",
+			 SPI_result_code_string(ret));
+}
+
+/*
+ * The first row of the last query as the function's composite result,
+ * built in the caller's memory context (so it outlives SPI_finish).
+ */
+static Datum
+first_row_as_result(FunctionCallInfo fcinfo, MemoryContext caller)
+{
+	TupleDesc	resdesc;
+	HeapTuple	tuple;
+	MemoryContext old;
+	Datum	   *values;
+	bool	   *nulls;
+
+	if (get_call_result_type(fcinfo, NULL, &resdesc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "return type must be a row type");
+
+	old = MemoryContextSwitchTo(caller);
+	values = palloc(resdesc->natts * sizeof(Datum));
+	nulls = palloc(resdesc->natts * sizeof(bool));
+	heap_deform_tuple(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
+					  values, nulls);
+	tuple = heap_form_tuple(BlessTupleDesc(resdesc), values, nulls);
+	MemoryContextSwitchTo(old);
+	return HeapTupleGetDatum(tuple);
+}
+
+/* Every row of the last query into the set-returning function's result. */
+static void
+all_rows_as_result_set(FunctionCallInfo fcinfo)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	Datum	   *values = palloc(rsinfo->setDesc->natts * sizeof(Datum));
+	bool	   *nulls = palloc(rsinfo->setDesc->natts * sizeof(bool));
+
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		heap_deform_tuple(SPI_tuptable->vals[i], SPI_tuptable->tupdesc,
+						  values, nulls);
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values,
+							 nulls);
+	}
+}
+
+/* The error for a webhook that is missing, or belongs to another community. */
+void
+webhooks_raise_not_found(const char *community_id, pg_uuid_t *id)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_NO_DATA_FOUND),
+			 errmsg("webhook %s not found", webhooks_uuid_to_cstring(id)),
+			 errdetail("Community \"%s\" has no webhook with that id.",
+					   community_id)));
+}
+
+/*
+ * Look up a webhook's URL and secret (palloc'd in the caller's context).
+ * Returns false if the community has no such webhook.
+ */
+bool
+webhooks_lookup(const char *community_id, pg_uuid_t *id, char **url,
+				char **secret)
+{
+	Oid			types[2] = {TEXTOID, UUIDOID};
+	Datum		values[2] = {CStringGetTextDatum(community_id),
+	UUIDPGetDatum(id)};
+	MemoryContext caller = CurrentMemoryContext;
+	bool		found;
+
+	SPI_connect();
+	run_query("SELECT url, secret FROM webhooks.webhooks "
+			  "WHERE community_id OPERATOR(pg_catalog.=) $1 "
+			  "AND id OPERATOR(pg_catalog.=) $2",
+			  2, types, values, NULL, true, SPI_OK_SELECT);
+	found = (SPI_processed > 0);
+	if (found)
+	{
+		MemoryContext old = MemoryContextSwitchTo(caller);
+
+		*url = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+		*secret = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2);
+		MemoryContextSwitchTo(old);
+	}
+	SPI_finish();
+	return found;
+}
+
+/* The is_active argument, which may be left out but not given as NULL. */
+static bool
+check_is_active(FunctionCallInfo fcinfo, int argno)
+{
+	if (PG_ARGISNULL(argno))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("is_active must not be null")));
+	return PG_GETARG_BOOL(argno);
+}
+
+/* SQL: webhook_create(community_id, url, events, is_active) */
+Datum
+webhooks_create(PG_FUNCTION_ARGS)
+{
+	char	   *community_id = check_community_id(fcinfo, 0);
+	char	   *url = check_url(PG_ARGISNULL(1) ? NULL : PG_GETARG_TEXT_PP(1));
+	ArrayType  *events = check_events(PG_ARGISNULL(2) ? NULL :
+									  PG_GETARG_ARRAYTYPE_P(2));
+	bool		is_active = check_is_active(fcinfo, 3);
+	Oid			types[5] = {TEXTOID, TEXTOID, TEXTARRAYOID, BOOLOID, TEXTOID};
+	Datum		values[5];
+	MemoryContext caller = CurrentMemoryContext;
+	Datum		result;
+
+	values[0] = CStringGetTextDatum(community_id);
+	values[1] = CStringGetTextDatum(url);
+	values[2] = PointerGetDatum(events);
+	values[3] = BoolGetDatum(is_active);
+	values[4] = CStringGetTextDatum(webhooks_new_secret());
+
+	SPI_connect();
+	run_query("INSERT INTO webhooks.webhooks "
+			  "(community_id, url, events, is_active, secret) "
+			  "VALUES ($1, $2, $3, $4, $5) "
+			  "RETURNING id, community_id, url, events, is_active, secret, "
+			  "created_at, updated_at",
+			  5, types, values, NULL, false, SPI_OK_INSERT_RETURNING);
+	result = first_row_as_result(fcinfo, caller);
+	SPI_finish();
+	PG_RETURN_DATUM(result);
+}
+
+/* SQL: webhook_list(community_id), oldest first */
+Datum
+webhooks_list(PG_FUNCTION_ARGS)
+{
+	char	   *community_id = check_community_id(fcinfo, 0);
+	Oid			types[1] = {TEXTOID};
+	Datum		values[1] = {CStringGetTextDatum(community_id)};
+
+	InitMaterializedSRF(fcinfo, 0);
+	SPI_connect();
+	run_query("SELECT " WEBHOOK_COLUMNS " FROM webhooks.webhooks "
+			  "WHERE community_id OPERATOR(pg_catalog.=) $1 "
+			  "ORDER BY created_at, id",
+			  1, types, values, NULL, true, SPI_OK_SELECT);
+	all_rows_as_result_set(fcinfo);
+	SPI_finish();
+	return (Datum) 0;
+}
+
+/* SQL: webhook_get(community_id, id) */
+Datum
+webhooks_get(PG_FUNCTION_ARGS)
+{
+	char	   *community_id = check_community_id(fcinfo, 0);
+	pg_uuid_t  *id = check_webhook_id(fcinfo, 1);
+	Oid			types[2] = {TEXTOID, UUIDOID};
+	Datum		values[2] = {CStringGetTextDatum(community_id),
+	UUIDPGetDatum(id)};
+	MemoryContext caller = CurrentMemoryContext;
+	Datum		result;
+
+	SPI_connect();
+	run_query("SELECT " WEBHOOK_COLUMNS " FROM webhooks.webhooks "
+			  "WHERE community_id OPERATOR(pg_catalog.=) $1 "
+			  "AND id OPERATOR(pg_catalog.=) $2",
+			  2, types, values, NULL, true, SPI_OK_SELECT);
+	if (SPI_processed == 0)
+		webhooks_raise_not_found(community_id, id);
+	result = first_row_as_result(fcinfo, caller);
+	SPI_finish();
+	PG_RETURN_DATUM(result);
+}
+
+/*
+ * SQL: webhook_update(community_id, id, url, events, is_active)
+ *
+ * Any subset of the three fields; NULL leaves a field as it is.  When a
+ * webhook is deactivated, its pending deliveries are marked failed at once
+ * (they stay visible and are not sent); attempts already in flight finish.
+ */
+Datum
+webhooks_update(PG_FUNCTION_ARGS)
+{
+	char	   *community_id = check_community_id(fcinfo, 0);
+	pg_uuid_t  *id = check_webhook_id(fcinfo, 1);
+	Oid			types[5] = {TEXTOID, UUIDOID, TEXTOID, TEXTARRAYOID, BOOLOID};
+	Datum		values[5];
+	char		nulls[5] = {' ', ' ', 'n', 'n', 'n'};
+	MemoryContext caller = CurrentMemoryContext;
+	Datum		result;
+	bool		any_change = false;
+
+	values[0] = CStringGetTextDatum(community_id);
+	values[1] = UUIDPGetDatum(id);
+	if (!PG_ARGISNULL(2))
+	{
+		values[2] = CStringGetTextDatum(check_url(PG_GETARG_TEXT_PP(2)));
+		nulls[2] = ' ';
+		any_change = true;
+	}
+	if (!PG_ARGISNULL(3))
+	{
+		values[3] = PointerGetDatum(check_events(PG_GETARG_ARRAYTYPE_P(3)));
+		nulls[3] = ' ';
+		any_change = true;
+	}
+	if (!PG_ARGISNULL(4))
+	{
+		values[4] = BoolGetDatum(PG_GETARG_BOOL(4));
+		nulls[4] = ' ';
+		any_change = true;
+	}
+
+	SPI_connect();
+	if (!any_change)
+		run_query("SELECT " WEBHOOK_COLUMNS " FROM webhooks.webhooks "
+				  "WHERE community_id OPERATOR(pg_catalog.=) $1 "
+				  "AND id OPERATOR(pg_catalog.=) $2",
+				  2, types, values, NULL, true, SPI_OK_SELECT);
+	else
+		run_query("UPDATE webhooks.webhooks SET "
+				  "url = pg_catalog.coalesce($3, url), "
+				  "events = pg_catalog.coalesce($4, events), "
+				  "is_active = pg_catalog.coalesce($5, is_active), "
+				  "updated_at = pg_catalog.now() "
+				  "WHERE community_id OPERATOR(pg_catalog.=) $1 "
+				  "AND id OPERATOR(pg_catalog.=) $2 "
+				  "RETURNING " WEBHOOK_COLUMNS,
+				  5, types, values, nulls, false, SPI_OK_UPDATE_RETURNING);
+	if (SPI_processed == 0)
+		webhooks_raise_not_found(community_id, id);
+	result = first_row_as_result(fcinfo, caller);
+
+	if (!PG_ARGISNULL(4) && !PG_GETARG_BOOL(4))
+	{
+		/* Lock in id order, as the worker does, so neither waits on a cycle. */
+		run_query("UPDATE webhooks.deliveries SET state = 'failed', "
+				  "last_error = 'webhook deactivated' "
+				  "WHERE id OPERATOR(pg_catalog.=) ANY (ARRAY("
+				  "  SELECT id FROM webhooks.deliveries "
+				  "  WHERE webhook_id OPERATOR(pg_catalog.=) $2 "
+				  "  AND state OPERATOR(pg_catalog.=) 'pending' "
+				  "  ORDER BY id FOR UPDATE))",
+				  2, types, values, NULL, false, SPI_OK_UPDATE);
+	}
+	SPI_finish();
+	PG_RETURN_DATUM(result);
+}
+
+/* SQL: webhook_delete(community_id, id); its queued deliveries go with it */
+Datum
+webhooks_delete(PG_FUNCTION_ARGS)
+{
+	char	   *community_id = check_community_id(fcinfo, 0);
+	pg_uuid_t  *id = check_webhook_id(fcinfo, 1);
+	Oid			types[2] = {TEXTOID, UUIDOID};
+	Datum		values[2] = {CStringGetTextDatum(community_id),
+	UUIDPGetDatum(id)};
+
+	SPI_connect();
+	run_query("DELETE FROM webhooks.webhooks "
+			  "WHERE community_id OPERATOR(pg_catalog.=) $1 "
+			  "AND id OPERATOR(pg_catalog.=) $2",
+			  2, types, values, NULL, false, SPI_OK_DELETE);
+	if (SPI_processed == 0)
+		webhooks_raise_not_found(community_id, id);
+	run_query("DELETE FROM webhooks.deliveries "
+			  "WHERE id OPERATOR(pg_catalog.=) ANY (ARRAY("
+			  "  SELECT id FROM webhooks.deliveries "
+			  "  WHERE webhook_id OPERATOR(pg_catalog.=) $2 "
+			  "  ORDER BY id FOR UPDATE))",
+			  2, types, values, NULL, false, SPI_OK_DELETE);
+	SPI_finish();
+	PG_RETURN_VOID();
+}
+
+/* SQL: webhook_secret(community_id, id) */
+Datum
+webhooks_secret(PG_FUNCTION_ARGS)
+{
+	char	   *community_id = check_community_id(fcinfo, 0);
+	pg_uuid_t  *id = check_webhook_id(fcinfo, 1);
+	char	   *url;
+	char	   *secret;
+
+	if (!webhooks_lookup(community_id, id, &url, &secret))
+		webhooks_raise_not_found(community_id, id);
+	PG_RETURN_TEXT_P(cstring_to_text(secret));
+}
+
+/* SQL: webhook_logs(community_id, id, page, per_page), newest first */
+Datum
+webhooks_logs(PG_FUNCTION_ARGS)
+{
+	char	   *community_id = check_community_id(fcinfo, 0);
+	pg_uuid_t  *id = check_webhook_id(fcinfo, 1);
+	int32		page;
+	int32		per_page;
+	Oid			types[3] = {UUIDOID, INT4OID, INT8OID};
+	Datum		values[3];
+	char	   *url;
+	char	   *secret;
+
+	if (PG_ARGISNULL(2) || PG_ARGISNULL(3))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("%s must not be null",
+						PG_ARGISNULL(2) ? "page" : "per_page")));
+	page = PG_GETARG_INT32(2);
+	per_page = PG_GETARG_INT32(3);
+	if (page < 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("page must be at least 1, not %d", page)));
+	if (per_page < 1 || per_page > LOGS_MAX_PER_PAGE)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("per_page must be between 1 and %d, not %d",
+						LOGS_MAX_PER_PAGE, per_page)));
+
+	if (!webhooks_lookup(community_id, id, &url, &secret))
+		webhooks_raise_not_found(community_id, id);
+
+	values[0] = UUIDPGetDatum(id);
+	values[1] = Int32GetDatum(per_page);
+	values[2] = Int64GetDatum((int64) (page - 1) * per_page);
+
+	InitMaterializedSRF(fcinfo, 0);
+	SPI_connect();
+	run_query("SELECT id, event, status_code, response_time_ms, created_at, "
+			  "event_id, attempt, error "
+			  "FROM webhooks.delivery_attempts "
+			  "WHERE webhook_id OPERATOR(pg_catalog.=) $1 "
+			  "ORDER BY created_at DESC, id DESC LIMIT $2 OFFSET $3",
+			  3, types, values, NULL, true, SPI_OK_SELECT);
+	all_rows_as_result_set(fcinfo);
+	SPI_finish();
+	return (Datum) 0;
+}

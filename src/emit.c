@@ -1,0 +1,195 @@
+/*-------------------------------------------------------------------------
+ *
+ * emit.c
+ *		webhooks.emit() and the trigger function webhooks.emit_trigger().
+ *
+ * Emitting runs inside the application's transaction, so it is kept
+ * small: one prepared statement checks the event type and queues one
+ * delivery per active subscribed webhook of the community (an index
+ * lookup on community_id), and a flag asks for the worker to be woken at
+ * commit.  No network, nothing that grows with the queue.  A rolled-back
+ * transaction leaves no delivery behind, and the worker cannot see one
+ * before commit.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/htup_details.h"
+#include "catalog/pg_type.h"
+#include "commands/trigger.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "utils/builtins.h"
+#include "utils/json.h"
+#include "utils/jsonb.h"
+#include "utils/rel.h"
+
+#include "webhooks.h"
+
+PG_FUNCTION_INFO_V1(webhooks_emit);
+PG_FUNCTION_INFO_V1(webhooks_emit_trigger);
+
+static SPIPlanPtr emit_plan = NULL;
+
+static const char *emit_sql =
+"WITH known AS ("
+"  SELECT EXISTS (SELECT 1 FROM webhooks.event_types WHERE name = $3) AS ok"
+"), queued AS ("
+"  INSERT INTO webhooks.deliveries"
+"         (webhook_id, event_id, event, community_id, payload, emitted_at)"
+"  SELECT w.id, $1, $3, $2, $4, now()"
+"  FROM webhooks.webhooks w"
+"  WHERE (SELECT ok FROM known) AND w.community_id = $2 AND w.is_active"
+"    AND $3 = ANY (w.events)"
+"  RETURNING 1"
+") "
+"SELECT (SELECT ok FROM known), (SELECT count(*) FROM queued)";
+
+/*
+ * Queue one event for every active webhook of the community subscribed
+ * to it.  Returns the new event's id.
+ */
+static pg_uuid_t *
+emit_event(const char *community_id, const char *event, Datum payload)
+{
+	Oid			argtypes[4] = {UUIDOID, TEXTOID, TEXTOID, JSONBOID};
+	Datum		args[4];
+	pg_uuid_t  *event_id = palloc(sizeof(pg_uuid_t));
+	bool		known;
+	bool		isnull;
+	int64		queued;
+	int			ret;
+
+	if (community_id[0] == '\0')
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("community_id must not be empty")));
+
+	webhooks_uuid_v7_fill(event_id);
+	args[0] = UUIDPGetDatum(event_id);
+	args[1] = CStringGetTextDatum(community_id);
+	args[2] = CStringGetTextDatum(event);
+	args[3] = payload;
+
+	SPI_connect();
+	if (emit_plan == NULL)
+	{
+		SPIPlanPtr	plan = SPI_prepare(emit_sql, 4, argtypes);
+
+		if (plan == NULL)
+			elog(ERROR, "SPI_prepare failed: %s",
+				 SPI_result_code_string(SPI_result));
+		SPI_keepplan(plan);
+		emit_plan = plan;
+	}
+	ret = SPI_execute_plan(emit_plan, args, NULL, false, 1);
+	if (ret != SPI_OK_SELECT || SPI_processed != 1)
+		elog(ERROR, "could not queue event: %s",
+			 SPI_result_code_string(ret));
+	known = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0],
+									   SPI_tuptable->tupdesc, 1, &isnull));
+	queued = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
+										 SPI_tuptable->tupdesc, 2, &isnull));
+	SPI_finish();
+
+	if (!known)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("unknown event type \"%s\"", event),
+				 errhint("The event types are listed in webhooks.event_types.")));
+	if (queued > 0)
+		webhooks_wake_worker_at_commit();
+	return event_id;
+}
+
+/* SQL: emit(community_id, event, payload) */
+Datum
+webhooks_emit(PG_FUNCTION_ARGS)
+{
+	char	   *community_id = check_community_id(fcinfo, 0);
+
+	if (PG_ARGISNULL(1))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("event must not be null")));
+	if (PG_ARGISNULL(2))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("payload must not be null"),
+				 errhint("Pass '{}' for an event without data.")));
+
+	PG_RETURN_UUID_P(emit_event(community_id,
+								TextDatumGetCString(PG_GETARG_DATUM(1)),
+								PG_GETARG_DATUM(2)));
+}
+
+/*
+ * SQL: emit_trigger(event [, community_column]), a row trigger for
+ * INSERT, UPDATE or DELETE.  The payload is the row as JSON: the new row,
+ * or the old one for DELETE.
+ */
+Datum
+webhooks_emit_trigger(PG_FUNCTION_ARGS)
+{
+	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+	Trigger    *trigger;
+	TupleDesc	tupdesc;
+	HeapTuple	row;
+	const char *column = "community_id";
+	int			attnum;
+	char	   *community_id;
+	Datum		json;
+	Datum		payload;
+
+	if (!CALLED_AS_TRIGGER(fcinfo))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("webhooks.emit_trigger() must be called as a trigger")));
+	if (!TRIGGER_FIRED_FOR_ROW(trigdata->tg_event))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("webhooks.emit_trigger() must be a FOR EACH ROW trigger"),
+				 errhint("Create the trigger with FOR EACH ROW.")));
+
+	trigger = trigdata->tg_trigger;
+	if (trigger->tgnargs < 1 || trigger->tgnargs > 2)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("webhooks.emit_trigger() takes an event type and optionally a community column"),
+				 errhint("For example: EXECUTE FUNCTION webhooks.emit_trigger('member.joined').")));
+	if (trigger->tgnargs == 2)
+		column = trigger->tgargs[1];
+
+	tupdesc = trigdata->tg_relation->rd_att;
+	if (TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event))
+		row = trigdata->tg_newtuple;
+	else
+		row = trigdata->tg_trigtuple;
+
+	attnum = SPI_fnumber(tupdesc, column);
+	if (attnum <= 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_COLUMN),
+				 errmsg("column \"%s\" does not exist in table \"%s\"",
+						column, RelationGetRelationName(trigdata->tg_relation)),
+				 errhint("Name the column that holds the community id as the trigger's second argument.")));
+
+	community_id = SPI_getvalue(row, tupdesc, attnum);
+	if (community_id == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("community column \"%s\" of table \"%s\" is null",
+						column, RelationGetRelationName(trigdata->tg_relation))));
+
+	json = DirectFunctionCall1(row_to_json,
+							   heap_copy_tuple_as_datum(row, tupdesc));
+	payload = DirectFunctionCall1(jsonb_in,
+								  CStringGetDatum(TextDatumGetCString(json)));
+	emit_event(community_id, trigger->tgargs[0], payload);
+
+	/* Leave the row as it is, whether fired before or after. */
+	if (TRIGGER_FIRED_BEFORE(trigdata->tg_event))
+		return PointerGetDatum(row);
+	return PointerGetDatum(NULL);
+}

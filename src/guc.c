@@ -1,0 +1,268 @@
+/*-------------------------------------------------------------------------
+ *
+ * guc.c
+ *		The extension's settings, and the retry schedule they describe.
+ *
+ * Every setting is defined here with its unit and bounds.  The ones that
+ * decide what the server may connect to (allow_http,
+ * allow_private_addresses, ssl_ca_file) are PGC_SUSET: only a superuser
+ * may change them, so an application role cannot point deliveries at
+ * internal services or weaken TLS.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <ctype.h>
+#include <limits.h>
+
+#include "utils/guc.h"
+
+#include "webhooks.h"
+
+char	   *webhooks_database_name = NULL;
+bool		webhooks_allow_http = false;
+bool		webhooks_allow_private_addresses = false;
+char	   *webhooks_ssl_ca_file = NULL;
+int			webhooks_timeout_ms = 15000;
+char	   *webhooks_retry_schedule = NULL;
+int			webhooks_max_concurrent = 512;
+int			webhooks_max_per_endpoint = 64;
+int			webhooks_batch_size = 500;
+int			webhooks_log_retention_s = 30 * 24 * 3600;
+
+/* The parsed retry schedule: delays in ms before attempts 2, 3, ... */
+typedef struct RetrySchedule
+{
+	int			count;
+	int			delay_ms[WEBHOOKS_MAX_RETRIES];
+} RetrySchedule;
+
+static RetrySchedule *retry_schedule = NULL;
+
+/*
+ * Parse a schedule such as "5s,5min,30min" into delays.  On a bad element,
+ * return false with a message saying which element and why.
+ */
+static bool
+parse_retry_schedule(const char *value, RetrySchedule *schedule,
+					 char **errmsg)
+{
+	char	   *copy = pstrdup(value);
+	char	   *cursor = copy;
+	bool		empty = true;
+
+	schedule->count = 0;
+
+	/* An empty (or all-blank) schedule means a single attempt. */
+	for (const char *p = value; *p; p++)
+		if (!isspace((unsigned char) *p))
+			empty = false;
+	if (empty)
+		return true;
+
+	for (;;)
+	{
+		char	   *comma = strchr(cursor, ',');
+		char	   *item = cursor;
+		char	   *end;
+		int			delay;
+		const char *hint = NULL;
+
+		if (comma)
+			*comma = '\0';
+
+		while (isspace((unsigned char) *item))
+			item++;
+		end = item + strlen(item);
+		while (end > item && isspace((unsigned char) end[-1]))
+			*--end = '\0';
+
+		if (*item == '\0')
+		{
+			*errmsg = psprintf("element %d is empty", schedule->count + 1);
+			return false;
+		}
+		if (!parse_int(item, &delay, GUC_UNIT_MS, &hint))
+		{
+			*errmsg = psprintf("\"%s\" is not a time interval%s%s", item,
+							   hint ? ": " : "", hint ? hint : "");
+			return false;
+		}
+		if (delay < 0)
+		{
+			*errmsg = psprintf("\"%s\" is negative", item);
+			return false;
+		}
+		if (schedule->count >= WEBHOOKS_MAX_RETRIES)
+		{
+			*errmsg = psprintf("more than %d retries", WEBHOOKS_MAX_RETRIES);
+			return false;
+		}
+		schedule->delay_ms[schedule->count++] = delay;
+
+		if (!comma)
+			break;
+		cursor = comma + 1;
+	}
+	return true;
+}
+
+/* Check hook: reject a malformed schedule, never replace it silently. */
+static bool
+check_retry_schedule(char **newval, void **extra, GucSource source)
+{
+	RetrySchedule schedule;
+	RetrySchedule *result;
+	char	   *errmsg = NULL;
+
+	if (!parse_retry_schedule(*newval ? *newval : "", &schedule, &errmsg))
+	{
+		GUC_check_errmsg("invalid webhooks.retry_schedule: %s", errmsg);
+		GUC_check_errhint("Give comma-separated delays with units, "
+						  "such as \"5s,5min,30min,2h\".");
+		return false;
+	}
+
+	result = (RetrySchedule *) malloc(sizeof(RetrySchedule));
+	if (result == NULL)
+		return false;
+	*result = schedule;
+	*extra = result;
+	return true;
+}
+
+static void
+assign_retry_schedule(const char *newval, void *extra)
+{
+	retry_schedule = (RetrySchedule *) extra;
+}
+
+/* How many attempts a delivery gets: one plus the schedule's length. */
+int
+webhooks_max_attempts(void)
+{
+	return 1 + (retry_schedule ? retry_schedule->count : 0);
+}
+
+/*
+ * The delay before the next attempt of a delivery that has made
+ * attempts_made attempts, or -1 when no attempt is left.
+ */
+int64
+webhooks_retry_delay_ms(int attempts_made)
+{
+	if (retry_schedule == NULL || attempts_made < 1 ||
+		attempts_made > retry_schedule->count)
+		return -1;
+	return retry_schedule->delay_ms[attempts_made - 1];
+}
+
+/* Define every setting; called once from _PG_init. */
+void
+webhooks_define_gucs(void)
+{
+	DefineCustomStringVariable("webhooks.database_name",
+							   "Database the delivery worker serves.",
+							   NULL,
+							   &webhooks_database_name,
+							   "postgres",
+							   PGC_SIGHUP,
+							   0,
+							   NULL, NULL, NULL);
+
+	DefineCustomBoolVariable("webhooks.allow_http",
+							 "Accept http:// endpoint URLs (development only).",
+							 NULL,
+							 &webhooks_allow_http,
+							 false,
+							 PGC_SUSET,
+							 0,
+							 NULL, NULL, NULL);
+
+	DefineCustomBoolVariable("webhooks.allow_private_addresses",
+							 "Allow connecting to loopback, private and link-local addresses.",
+							 "Off, requests to such addresses fail before a byte is sent.",
+							 &webhooks_allow_private_addresses,
+							 false,
+							 PGC_SUSET,
+							 0,
+							 NULL, NULL, NULL);
+
+	DefineCustomStringVariable("webhooks.ssl_ca_file",
+							   "CA bundle used to verify endpoints; empty means the system CAs.",
+							   NULL,
+							   &webhooks_ssl_ca_file,
+							   "",
+							   PGC_SUSET,
+							   0,
+							   NULL, NULL, NULL);
+
+	DefineCustomIntVariable("webhooks.timeout",
+							"Time limit of one delivery attempt, connection included.",
+							NULL,
+							&webhooks_timeout_ms,
+							15000,
+							1,
+							INT_MAX,
+							PGC_USERSET,
+							GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
+	DefineCustomStringVariable("webhooks.retry_schedule",
+							   "Delays before attempts 2, 3, ...; its length plus one is the number of attempts.",
+							   NULL,
+							   &webhooks_retry_schedule,
+							   "5s,5min,30min,2h,5h,10h,10h",
+							   PGC_SIGHUP,
+							   0,
+							   check_retry_schedule,
+							   assign_retry_schedule,
+							   NULL);
+
+	DefineCustomIntVariable("webhooks.max_concurrent_requests",
+							"Most delivery requests the worker has in flight at once.",
+							NULL,
+							&webhooks_max_concurrent,
+							512,
+							1,
+							10000,
+							PGC_SIGHUP,
+							0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("webhooks.max_requests_per_endpoint",
+							"Most requests in flight to one webhook, and connections to one host.",
+							NULL,
+							&webhooks_max_per_endpoint,
+							64,
+							1,
+							10000,
+							PGC_SIGHUP,
+							0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("webhooks.batch_size",
+							"Most deliveries the worker claims or records in one transaction.",
+							NULL,
+							&webhooks_batch_size,
+							500,
+							1,
+							10000,
+							PGC_SIGHUP,
+							0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("webhooks.log_retention",
+							"How long delivery attempts are kept; 0 keeps them forever.",
+							NULL,
+							&webhooks_log_retention_s,
+							30 * 24 * 3600,
+							0,
+							INT_MAX,
+							PGC_SIGHUP,
+							GUC_UNIT_S,
+							NULL, NULL, NULL);
+
+	MarkGUCPrefixReserved("webhooks");
+}

@@ -1,0 +1,630 @@
+/*-------------------------------------------------------------------------
+ *
+ * http.c
+ *		Signed delivery requests over libcurl's multi interface.
+ *
+ * This is the one HTTP path of the extension: webhook_test sends a single
+ * request with it from a backend, the worker sends thousands.  A request
+ * is built here (envelope, Standard Webhooks headers, TLS and protocol
+ * limits, the address guard, the time limit, a capped response buffer),
+ * and a client drives many of them at once.
+ *
+ * A client keeps every socket libcurl asks about in one epoll set, and
+ * waits on that set's descriptor together with the process latch in one
+ * WaitEventSet, so cancel, SIGTERM and SIGHUP are served while requests
+ * are in flight.  Connections stay in the multi handle's cache and are
+ * reused, over HTTP/2 where the endpoint offers it.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/epoll.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "lib/stringinfo.h"
+#include "miscadmin.h"
+#include "pgtime.h"
+#include "storage/latch.h"
+#include "utils/json.h"
+#include "utils/memutils.h"
+
+#include "http.h"
+#include "webhooks.h"
+
+#define MAX_EPOLL_EVENTS 64
+
+struct WebhooksClient
+{
+	CURLM	   *multi;
+	int			epfd;			/* epoll set of libcurl's sockets */
+	WaitEventSet *wes;			/* latch + epfd + postmaster death */
+	int			in_flight;
+	long		timer_ms;		/* libcurl's last timer request, -1 none */
+	TimestampTz timer_set_at;
+	dlist_head	running;		/* requests handed to libcurl */
+	dlist_head	done;			/* finished requests not yet taken */
+};
+
+static bool curl_ready = false;
+
+/* Raise an error unless a libcurl call succeeded. */
+static void
+check_curl(CURLcode rc, const char *what)
+{
+	if (rc != CURLE_OK)
+		elog(ERROR, "libcurl %s failed: %s", what, curl_easy_strerror(rc));
+}
+
+static void
+check_curlm(CURLMcode rc, const char *what)
+{
+	if (rc != CURLM_OK)
+		elog(ERROR, "libcurl %s failed: %s", what, curl_multi_strerror(rc));
+}
+
+/* Initialise libcurl once per process (in the postmaster when preloaded). */
+void
+webhooks_http_global_init(void)
+{
+	if (curl_ready)
+		return;
+	check_curl(curl_global_init(CURL_GLOBAL_DEFAULT), "global init");
+	curl_ready = true;
+}
+
+/*
+ * The JSON envelope:
+ * {"id":...,"type":...,"timestamp":...,"community_id":...,"data":...}
+ * The timestamp is the event's, in UTC with milliseconds.
+ */
+char *
+webhooks_build_body(const WebhookMessage *msg, size_t *len)
+{
+	StringInfoData buf;
+	struct pg_tm tm;
+	fsec_t		fsec;
+
+	initStringInfo(&buf);
+	appendStringInfoString(&buf, "{\"id\":");
+	escape_json(&buf, msg->event_id);
+	appendStringInfoString(&buf, ",\"type\":");
+	escape_json(&buf, msg->event);
+	if (timestamp2tm(msg->emitted_at, NULL, &tm, &fsec, NULL, NULL) != 0)
+		elog(ERROR, "timestamp out of range");
+	appendStringInfo(&buf,
+					 ",\"timestamp\":\"%04d-%02d-%02dT%02d:%02d:%02d.%03dZ\"",
+					 tm.tm_year, tm.tm_mon, tm.tm_mday, tm.tm_hour,
+					 tm.tm_min, tm.tm_sec, (int) (fsec / 1000));
+	appendStringInfoString(&buf, ",\"community_id\":");
+	escape_json(&buf, msg->community_id);
+	appendStringInfoString(&buf, ",\"data\":");
+	appendStringInfoString(&buf, msg->payload);
+	appendStringInfoChar(&buf, '}');
+	*len = buf.len;
+	return buf.data;
+}
+
+/*
+ * Why an address may not be connected to while
+ * webhooks.allow_private_addresses is off, or NULL if it may.
+ */
+static const char *
+ipv4_block_reason(uint32 a)
+{
+	if ((a >> 24) == 0)
+		return "an unspecified address";
+	if ((a >> 24) == 127)
+		return "a loopback address";
+	if ((a >> 24) == 10 || (a >> 20) == (172 << 4 | 1) ||
+		(a >> 16) == (192 << 8 | 168))
+		return "a private address";
+	if ((a >> 16) == (169 << 8 | 254))
+		return "a link-local address";
+	if ((a >> 22) == (100 << 2 | 1))
+		return "a shared (carrier-grade NAT) address";
+	if ((a >> 8) == (192 << 16 | 0 << 8 | 0))
+		return "a protocol-assignment address";
+	if ((a >> 17) == (198 << 7 | 18 >> 1))
+		return "a benchmarking address";
+	if ((a >> 28) == 0xe)
+		return "a multicast address";
+	if ((a >> 28) == 0xf)
+		return "a reserved or broadcast address";
+	return NULL;
+}
+
+static const char *
+address_block_reason(const struct sockaddr *sa)
+{
+	if (sa->sa_family == AF_INET)
+	{
+		const struct sockaddr_in *in = (const struct sockaddr_in *) sa;
+
+		return ipv4_block_reason(ntohl(in->sin_addr.s_addr));
+	}
+	if (sa->sa_family == AF_INET6)
+	{
+		const uint8 *b = ((const struct sockaddr_in6 *) sa)->sin6_addr.s6_addr;
+		static const uint8 zero[16] = {0};
+		uint32		embedded = (uint32) b[12] << 24 | (uint32) b[13] << 16 |
+			(uint32) b[14] << 8 | b[15];
+
+		if (memcmp(b, zero, 16) == 0)
+			return "an unspecified address";
+		if (memcmp(b, zero, 15) == 0 && b[15] == 1)
+			return "a loopback address";
+		/* ::ffff:a.b.c.d (mapped), ::a.b.c.d (compatible), 64:ff9b::/96 */
+		if ((memcmp(b, zero, 10) == 0 && b[10] == 0xff && b[11] == 0xff) ||
+			memcmp(b, zero, 12) == 0 ||
+			(b[0] == 0x00 && b[1] == 0x64 && b[2] == 0xff && b[3] == 0x9b &&
+			 memcmp(b + 4, zero, 8) == 0))
+			return ipv4_block_reason(embedded);
+		if ((b[0] & 0xfe) == 0xfc)
+			return "a unique local (private) address";
+		if (b[0] == 0xfe && (b[1] & 0xc0) == 0x80)
+			return "a link-local address";
+		if (b[0] == 0xfe && (b[1] & 0xc0) == 0xc0)
+			return "a site-local address";
+		if (b[0] == 0xff)
+			return "a multicast address";
+		return NULL;
+	}
+	return "not an internet address";
+}
+
+/*
+ * libcurl's open-socket callback: the address guard.  It sees every
+ * address libcurl tries, after DNS, so a name that resolves to a private
+ * address is caught as surely as a literal one.
+ */
+static curl_socket_t
+open_socket_guarded(void *clientp, curlsocktype purpose,
+					struct curl_sockaddr *address)
+{
+	WebhookRequest *req = (WebhookRequest *) clientp;
+	const char *reason = address_block_reason(&address->addr);
+
+	if (reason != NULL)
+	{
+		char		host[INET6_ADDRSTRLEN] = "?";
+
+		if (address->family == AF_INET)
+			inet_ntop(AF_INET,
+					  &((struct sockaddr_in *) &address->addr)->sin_addr,
+					  host, sizeof(host));
+		else if (address->family == AF_INET6)
+			inet_ntop(AF_INET6,
+					  &((struct sockaddr_in6 *) &address->addr)->sin6_addr,
+					  host, sizeof(host));
+		snprintf(req->blocked, sizeof(req->blocked),
+				 "connection to %s blocked: %s", host, reason);
+		return CURL_SOCKET_BAD;
+	}
+	return socket(address->family, address->socktype, address->protocol);
+}
+
+/* Keep the first bytes of a response; read and drop the rest. */
+static size_t
+collect_response(char *data, size_t size, size_t nmemb, void *userdata)
+{
+	WebhookRequest *req = (WebhookRequest *) userdata;
+	size_t		len = size * nmemb;
+	size_t		room = WEBHOOKS_RESPONSE_KEEP - req->response_len;
+	size_t		keep = Min(len, room);
+
+	if (keep > 0)
+	{
+		memcpy(req->response + req->response_len, data, keep);
+		req->response_len += keep;
+	}
+	return len;
+}
+
+#define setopt(easy, opt, value) \
+	check_curl(curl_easy_setopt((easy), (opt), (value)), #opt)
+
+/*
+ * A signed POST of one message, ready to hand to a client.  All of it
+ * lives in its own memory context under parent; free it with
+ * webhooks_request_free.  Settings are read now.
+ */
+WebhookRequest *
+webhooks_request_new(const WebhookMessage *msg, MemoryContext parent)
+{
+	MemoryContext cxt = AllocSetContextCreate(parent, "webhooks request",
+											  ALLOCSET_SMALL_SIZES);
+	MemoryContext old = MemoryContextSwitchTo(cxt);
+	WebhookRequest *req = palloc0(sizeof(WebhookRequest));
+	int64		now = (int64) time(NULL);
+	char	   *signature;
+	CURL	   *easy;
+
+	req->cxt = cxt;
+	req->retry_after_s = -1;
+	req->body = webhooks_build_body(msg, &req->body_len);
+
+	signature = webhooks_sign(msg->secret, msg->event_id, now, req->body,
+							  req->body_len);
+	if (signature == NULL)
+	{
+		/* Not sendable; the caller records it as a failed attempt. */
+		req->done = true;
+		req->error = "the webhook's secret cannot be decoded";
+		MemoryContextSwitchTo(old);
+		return req;
+	}
+
+	req->headers = curl_slist_append(req->headers,
+									 "content-type: application/json");
+	req->headers = curl_slist_append(req->headers,
+									 psprintf("webhook-id: %s", msg->event_id));
+	req->headers = curl_slist_append(req->headers,
+									 psprintf("webhook-timestamp: " INT64_FORMAT,
+											  now));
+	req->headers = curl_slist_append(req->headers,
+									 psprintf("webhook-signature: %s",
+											  signature));
+	/* Never wait for "100 Continue": it costs a round trip, or a second. */
+	req->headers = curl_slist_append(req->headers, "Expect:");
+	if (req->headers == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OUT_OF_MEMORY),
+				 errmsg("out of memory")));
+
+	easy = curl_easy_init();
+	if (easy == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OUT_OF_MEMORY),
+				 errmsg("out of memory")));
+	req->easy = easy;
+
+	setopt(easy, CURLOPT_PRIVATE, req);
+	setopt(easy, CURLOPT_URL, msg->url);
+	setopt(easy, CURLOPT_PROTOCOLS_STR,
+		   webhooks_allow_http ? "https,http" : "https");
+	setopt(easy, CURLOPT_FOLLOWLOCATION, 0L);
+	setopt(easy, CURLOPT_NOSIGNAL, 1L);
+	setopt(easy, CURLOPT_TIMEOUT_MS, (long) webhooks_timeout_ms);
+	setopt(easy, CURLOPT_SSL_VERIFYPEER, 1L);
+	setopt(easy, CURLOPT_SSL_VERIFYHOST, 2L);
+	if (webhooks_ssl_ca_file && webhooks_ssl_ca_file[0] != '\0')
+		setopt(easy, CURLOPT_CAINFO, webhooks_ssl_ca_file);
+	setopt(easy, CURLOPT_CA_CACHE_TIMEOUT, 3600L);
+	setopt(easy, CURLOPT_HTTP_VERSION, (long) CURL_HTTP_VERSION_2TLS);
+	setopt(easy, CURLOPT_PIPEWAIT, 1L);
+	setopt(easy, CURLOPT_TCP_KEEPALIVE, 1L);
+	setopt(easy, CURLOPT_USERAGENT, WEBHOOKS_USER_AGENT);
+	setopt(easy, CURLOPT_HTTPHEADER, req->headers);
+	setopt(easy, CURLOPT_POSTFIELDS, req->body);
+	setopt(easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t) req->body_len);
+	setopt(easy, CURLOPT_WRITEFUNCTION, collect_response);
+	setopt(easy, CURLOPT_WRITEDATA, req);
+	setopt(easy, CURLOPT_ERRORBUFFER, req->errbuf);
+	if (!webhooks_allow_private_addresses)
+	{
+		setopt(easy, CURLOPT_OPENSOCKETFUNCTION, open_socket_guarded);
+		setopt(easy, CURLOPT_OPENSOCKETDATA, req);
+	}
+
+	MemoryContextSwitchTo(old);
+	return req;
+}
+
+/* Release a request that is no longer in a client. */
+void
+webhooks_request_free(WebhookRequest *req)
+{
+	Assert(!req->added);
+	if (req->easy)
+		curl_easy_cleanup(req->easy);
+	curl_slist_free_all(req->headers);
+	MemoryContextDelete(req->cxt);
+}
+
+/* Fill in a finished request's outcome from libcurl. */
+static void
+finish_request(WebhookRequest *req, CURLcode result)
+{
+	curl_off_t	total_us = 0;
+	curl_off_t	retry_after = 0;
+	long		status = 0;
+	MemoryContext old;
+
+	curl_easy_getinfo(req->easy, CURLINFO_RESPONSE_CODE, &status);
+	curl_easy_getinfo(req->easy, CURLINFO_TOTAL_TIME_T, &total_us);
+	if (curl_easy_getinfo(req->easy, CURLINFO_RETRY_AFTER, &retry_after) ==
+		CURLE_OK && retry_after > 0)
+		req->retry_after_s = retry_after;
+
+	req->done = true;
+	req->status_code = status;
+	req->response_time_ms = (int) ((total_us + 500) / 1000);
+	/* Kept as text for the log: anything but printable ASCII becomes '?'. */
+	for (size_t i = 0; i < req->response_len; i++)
+	{
+		unsigned char c = (unsigned char) req->response[i];
+
+		if ((c < 0x20 && c != '\n' && c != '\t') || c > 0x7e)
+			req->response[i] = '?';
+	}
+	req->response[req->response_len] = '\0';
+
+	old = MemoryContextSwitchTo(req->cxt);
+	if (result == CURLE_OK && status >= 200 && status < 300)
+		req->error = NULL;
+	else if (result == CURLE_OK)
+		req->error = psprintf("endpoint answered HTTP %ld", status);
+	else if (req->blocked[0] != '\0')
+		req->error = psprintf("%s (webhooks.allow_private_addresses is off)",
+							  req->blocked);
+	else
+		req->error = pstrdup(req->errbuf[0] ? req->errbuf :
+							 curl_easy_strerror(result));
+	MemoryContextSwitchTo(old);
+}
+
+/* libcurl's socket callback: mirror its interest in our epoll set. */
+static int
+socket_callback(CURL *easy, curl_socket_t fd, int what, void *userp,
+				void *socketp)
+{
+	WebhooksClient *client = (WebhooksClient *) userp;
+	struct epoll_event ev;
+
+	if (what == CURL_POLL_REMOVE)
+	{
+		epoll_ctl(client->epfd, EPOLL_CTL_DEL, fd, NULL);
+		return 0;
+	}
+
+	memset(&ev, 0, sizeof(ev));
+	ev.data.fd = fd;
+	if (what & CURL_POLL_IN)
+		ev.events |= EPOLLIN;
+	if (what & CURL_POLL_OUT)
+		ev.events |= EPOLLOUT;
+
+	if (epoll_ctl(client->epfd, EPOLL_CTL_MOD, fd, &ev) != 0 &&
+		(errno != ENOENT ||
+		 epoll_ctl(client->epfd, EPOLL_CTL_ADD, fd, &ev) != 0))
+		elog(WARNING, "could not watch socket %d: %m", fd);
+	return 0;
+}
+
+/* libcurl's timer callback: remember when it wants to be called back. */
+static int
+timer_callback(CURLM *multi, long timeout_ms, void *userp)
+{
+	WebhooksClient *client = (WebhooksClient *) userp;
+
+	client->timer_ms = timeout_ms;
+	client->timer_set_at = GetCurrentTimestamp();
+	return 0;
+}
+
+/* Move every request libcurl has finished to the done list. */
+static void
+collect_finished(WebhooksClient *client)
+{
+	CURLMsg    *msg;
+	int			left;
+
+	while ((msg = curl_multi_info_read(client->multi, &left)) != NULL)
+	{
+		WebhookRequest *req;
+
+		if (msg->msg != CURLMSG_DONE)
+			continue;
+		curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **) &req);
+		finish_request(req, msg->data.result);
+		curl_multi_remove_handle(client->multi, req->easy);
+		req->added = false;
+		client->in_flight--;
+		dlist_delete(&req->node);
+		dlist_push_tail(&client->done, &req->node);
+	}
+}
+
+/* A client with no requests yet. */
+WebhooksClient *
+webhooks_client_create(void)
+{
+	WebhooksClient *client = palloc0(sizeof(WebhooksClient));
+
+	webhooks_http_global_init();
+	dlist_init(&client->running);
+	dlist_init(&client->done);
+	client->timer_ms = -1;
+
+	client->epfd = epoll_create1(EPOLL_CLOEXEC);
+	if (client->epfd < 0)
+		ereport(ERROR,
+				(errcode_for_socket_access(),
+				 errmsg("could not create epoll set: %m")));
+
+	client->multi = curl_multi_init();
+	if (client->multi == NULL)
+	{
+		close(client->epfd);
+		ereport(ERROR,
+				(errcode(ERRCODE_OUT_OF_MEMORY),
+				 errmsg("out of memory")));
+	}
+
+	client->wes = CreateWaitEventSet(CurrentMemoryContext, 3);
+	AddWaitEventToSet(client->wes, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch,
+					  NULL);
+	AddWaitEventToSet(client->wes, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET,
+					  NULL, NULL);
+	AddWaitEventToSet(client->wes, WL_SOCKET_READABLE, client->epfd, NULL,
+					  NULL);
+
+	check_curlm(curl_multi_setopt(client->multi, CURLMOPT_SOCKETFUNCTION,
+								  socket_callback), "socket callback");
+	check_curlm(curl_multi_setopt(client->multi, CURLMOPT_SOCKETDATA, client),
+				"socket data");
+	check_curlm(curl_multi_setopt(client->multi, CURLMOPT_TIMERFUNCTION,
+								  timer_callback), "timer callback");
+	check_curlm(curl_multi_setopt(client->multi, CURLMOPT_TIMERDATA, client),
+				"timer data");
+	webhooks_client_configure(client);
+	return client;
+}
+
+/* Apply the connection limits from the settings (again, after SIGHUP). */
+void
+webhooks_client_configure(WebhooksClient *client)
+{
+	check_curlm(curl_multi_setopt(client->multi, CURLMOPT_MAX_HOST_CONNECTIONS,
+								  (long) webhooks_max_per_endpoint),
+				"max host connections");
+	check_curlm(curl_multi_setopt(client->multi, CURLMOPT_MAX_TOTAL_CONNECTIONS,
+								  (long) webhooks_max_concurrent),
+				"max total connections");
+	check_curlm(curl_multi_setopt(client->multi, CURLMOPT_MAXCONNECTS,
+								  (long) webhooks_max_concurrent),
+				"connection cache size");
+	check_curlm(curl_multi_setopt(client->multi, CURLMOPT_PIPELINING,
+								  (long) CURLPIPE_MULTIPLEX),
+				"multiplexing");
+}
+
+/* Start a request; one that could not be built goes straight to done. */
+void
+webhooks_client_add(WebhooksClient *client, WebhookRequest *req)
+{
+	req->started_at = GetCurrentTimestamp();
+	if (req->done || req->easy == NULL)
+	{
+		req->done = true;
+		dlist_push_tail(&client->done, &req->node);
+		return;
+	}
+	check_curlm(curl_multi_add_handle(client->multi, req->easy),
+				"add request");
+	req->added = true;
+	client->in_flight++;
+	dlist_push_tail(&client->running, &req->node);
+}
+
+/*
+ * Wait until a socket is ready, libcurl's timer is due, the latch is set,
+ * or max_wait_ms passes (-1: no limit), then let libcurl do its work.
+ * Returns WL_LATCH_SET if the latch was set (and resets it), else 0.  The
+ * caller checks for interrupts and collects finished requests.
+ */
+int
+webhooks_client_wait(WebhooksClient *client, long max_wait_ms,
+					 uint32 wait_event_info)
+{
+	WaitEvent	events[3];
+	int			nevents;
+	int			result = 0;
+	long		timeout = max_wait_ms;
+	bool		socket_ready = false;
+	int			running;
+
+	if (!dlist_is_empty(&client->done))
+		timeout = 0;
+	else if (client->timer_ms >= 0)
+	{
+		long		elapsed_ms = (long) ((GetCurrentTimestamp() -
+										  client->timer_set_at) / 1000);
+		long		due = Max(client->timer_ms - elapsed_ms, 0);
+
+		if (timeout < 0 || due < timeout)
+			timeout = due;
+	}
+
+	nevents = WaitEventSetWait(client->wes, timeout, events, lengthof(events),
+							   wait_event_info);
+	for (int i = 0; i < nevents; i++)
+	{
+		if (events[i].events & WL_LATCH_SET)
+		{
+			ResetLatch(MyLatch);
+			result = WL_LATCH_SET;
+		}
+		if (events[i].events & WL_SOCKET_READABLE)
+			socket_ready = true;
+	}
+
+	if (socket_ready)
+	{
+		struct epoll_event ready[MAX_EPOLL_EVENTS];
+		int			n = epoll_wait(client->epfd, ready, MAX_EPOLL_EVENTS, 0);
+
+		for (int i = 0; i < n; i++)
+		{
+			int			flags = 0;
+
+			if (ready[i].events & EPOLLIN)
+				flags |= CURL_CSELECT_IN;
+			if (ready[i].events & EPOLLOUT)
+				flags |= CURL_CSELECT_OUT;
+			if (ready[i].events & (EPOLLERR | EPOLLHUP))
+				flags |= CURL_CSELECT_ERR;
+			curl_multi_socket_action(client->multi, ready[i].data.fd, flags,
+									 &running);
+		}
+	}
+
+	/* Serve libcurl's timer when due (it may have been re-armed above). */
+	if (client->timer_ms >= 0 &&
+		(GetCurrentTimestamp() - client->timer_set_at) / 1000 >=
+		client->timer_ms)
+	{
+		client->timer_ms = -1;
+		curl_multi_socket_action(client->multi, CURL_SOCKET_TIMEOUT, 0,
+								 &running);
+	}
+
+	collect_finished(client);
+	return result;
+}
+
+/* Take the next finished request, or NULL. */
+WebhookRequest *
+webhooks_client_next_done(WebhooksClient *client)
+{
+	if (dlist_is_empty(&client->done))
+		return NULL;
+	return dlist_container(WebhookRequest, node,
+						   dlist_pop_head_node(&client->done));
+}
+
+/* How many requests are started and not yet finished. */
+int
+webhooks_client_in_flight(WebhooksClient *client)
+{
+	return client->in_flight;
+}
+
+/*
+ * Abandon whatever is in flight and free the client.  Requests still in
+ * libcurl are freed too; finished ones not yet taken are freed as well.
+ */
+void
+webhooks_client_destroy(WebhooksClient *client)
+{
+	while (!dlist_is_empty(&client->running))
+	{
+		WebhookRequest *req = dlist_container(WebhookRequest, node,
+											  dlist_pop_head_node(&client->running));
+
+		curl_multi_remove_handle(client->multi, req->easy);
+		req->added = false;
+		webhooks_request_free(req);
+	}
+	while (!dlist_is_empty(&client->done))
+		webhooks_request_free(webhooks_client_next_done(client));
+
+	curl_multi_cleanup(client->multi);
+	FreeWaitEventSet(client->wes);
+	close(client->epfd);
+	pfree(client);
+}

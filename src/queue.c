@@ -1,0 +1,345 @@
+/*-------------------------------------------------------------------------
+ *
+ * queue.c
+ *		The SQL the delivery worker runs against the queue and the log.
+ *
+ * Work is done in batches: one statement claims up to a batch of due
+ * deliveries, one records a whole batch of attempts (log rows, deleted
+ * deliveries, rescheduled retries).  Plans are prepared once per process.
+ * Rows are locked in id order here and in webhook_delete, so the worker
+ * and an application changing its webhooks never wait on each other in a
+ * cycle.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/lsyscache.h"
+#include "utils/uuid.h"
+
+#include "queue.h"
+#include "webhooks.h"
+
+static SPIPlanPtr claim_plan = NULL;
+static SPIPlanPtr lock_plan = NULL;
+static SPIPlanPtr record_plan = NULL;
+
+static const char *claim_sql =
+"WITH c AS ("
+"  SELECT d.id, w.url, w.secret"
+"  FROM webhooks.deliveries d"
+"  LEFT JOIN webhooks.webhooks w ON w.id = d.webhook_id AND w.is_active"
+"  WHERE d.state = 'pending' AND d.next_attempt_at <= now()"
+"    AND d.webhook_id <> ALL ($2)"
+"  ORDER BY d.next_attempt_at, d.id"
+"  LIMIT $1"
+"  FOR UPDATE OF d SKIP LOCKED) "
+"UPDATE webhooks.deliveries d SET state = 'sending' "
+"FROM c WHERE d.id = c.id "
+"RETURNING d.id, d.webhook_id, d.event_id, d.event, d.community_id,"
+"  d.payload::text, d.emitted_at, d.attempts, c.url, c.secret";
+
+static const char *lock_sql =
+"SELECT 1 FROM webhooks.deliveries WHERE id = ANY ($1) ORDER BY id FOR UPDATE";
+
+static const char *record_sql =
+"WITH r AS ("
+"  SELECT * FROM unnest($1::int8[], $2::uuid[], $3::uuid[], $4::text[],"
+"                       $5::int4[], $6::int4[], $7::int4[], $8::text[],"
+"                       $9::text[], $10::timestamptz[], $11::\"char\"[],"
+"                       $12::timestamptz[])"
+"    AS r(delivery_id, webhook_id, event_id, event, attempt, status_code,"
+"         response_time_ms, error, response_body, created_at, outcome,"
+"         next_attempt_at)"
+"), logged AS ("
+"  INSERT INTO webhooks.delivery_attempts (webhook_id, event_id, event,"
+"         attempt, status_code, response_time_ms, error, response_body,"
+"         created_at)"
+"  SELECT r.webhook_id, r.event_id, r.event, r.attempt, r.status_code,"
+"         r.response_time_ms, r.error, r.response_body, r.created_at"
+"  FROM r"
+"  WHERE EXISTS (SELECT 1 FROM webhooks.webhooks w WHERE w.id = r.webhook_id)"
+"), delivered AS ("
+"  DELETE FROM webhooks.deliveries d USING r"
+"  WHERE d.id = r.delivery_id AND r.outcome = 'd'"
+") "
+"UPDATE webhooks.deliveries d SET"
+"  state = CASE WHEN r.outcome = 'r' AND EXISTS ("
+"            SELECT 1 FROM webhooks.webhooks w"
+"            WHERE w.id = d.webhook_id AND w.is_active)"
+"          THEN 'pending' ELSE 'failed' END,"
+"  attempts = r.attempt,"
+"  next_attempt_at = coalesce(r.next_attempt_at, d.next_attempt_at),"
+"  last_attempt_at = r.created_at,"
+"  last_status = r.status_code,"
+"  last_error = r.error "
+"FROM r WHERE d.id = r.delivery_id AND r.outcome IN ('r', 'f')";
+
+/* Prepare a statement once for the life of the process. */
+static SPIPlanPtr
+prepare_once(SPIPlanPtr *plan, const char *sql, int nargs, Oid *argtypes)
+{
+	if (*plan == NULL)
+	{
+		SPIPlanPtr	p = SPI_prepare(sql, nargs, argtypes);
+
+		if (p == NULL)
+			elog(ERROR, "SPI_prepare failed: %s",
+				 SPI_result_code_string(SPI_result));
+		SPI_keepplan(p);
+		*plan = p;
+	}
+	return *plan;
+}
+
+/* A one-dimensional array of n values of the given type (nulls optional). */
+static Datum
+make_array(Datum *elems, bool *nulls, int n, Oid elemtype)
+{
+	int16		typlen;
+	bool		typbyval;
+	char		typalign;
+	int			dims[1] = {n};
+	int			lbs[1] = {1};
+
+	get_typlenbyvalalign(elemtype, &typlen, &typbyval, &typalign);
+	return PointerGetDatum(construct_md_array(elems, nulls, 1, dims, lbs,
+											  elemtype, typlen, typbyval,
+											  typalign));
+}
+
+static Datum
+uuid_array(pg_uuid_t *uuids, int n)
+{
+	Datum	   *elems = palloc(sizeof(Datum) * Max(n, 1));
+
+	for (int i = 0; i < n; i++)
+		elems[i] = UUIDPGetDatum(&uuids[i]);
+	return make_array(elems, NULL, n, UUIDOID);
+}
+
+/*
+ * After a restart, deliveries left 'sending' by the previous worker were
+ * never recorded: they go back to 'pending' and are sent again (with the
+ * same webhook-id, so receivers can drop the duplicate).
+ */
+int64
+webhooks_queue_reset_sending(void)
+{
+	int			ret = SPI_execute("UPDATE webhooks.deliveries SET state = 'pending' "
+								  "WHERE state = 'sending'", false, 0);
+
+	if (ret != SPI_OK_UPDATE)
+		elog(ERROR, "could not reset deliveries: %s",
+			 SPI_result_code_string(ret));
+	return (int64) SPI_processed;
+}
+
+/*
+ * Claim up to limit due deliveries, skipping the given webhooks (those
+ * already at their concurrency limit).  The rows are copied into cxt.
+ * Returns how many were claimed.
+ */
+int
+webhooks_queue_claim(int limit, pg_uuid_t *skip, int nskip,
+					 Delivery **deliveries, MemoryContext cxt)
+{
+	Oid			argtypes[2] = {INT4OID, UUIDARRAYOID};
+	Datum		args[2];
+	SPIPlanPtr	plan = prepare_once(&claim_plan, claim_sql, 2, argtypes);
+	MemoryContext caller = cxt;
+	Delivery   *result;
+	int			ret;
+	int			n;
+
+	args[0] = Int32GetDatum(limit);
+	args[1] = uuid_array(skip, nskip);
+	ret = SPI_execute_plan(plan, args, NULL, false, 0);
+	if (ret != SPI_OK_UPDATE_RETURNING)
+		elog(ERROR, "could not claim deliveries: %s",
+			 SPI_result_code_string(ret));
+
+	n = (int) SPI_processed;
+	result = MemoryContextAllocZero(caller, sizeof(Delivery) * Max(n, 1));
+	for (int i = 0; i < n; i++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		Delivery   *d = &result[i];
+		bool		isnull;
+		MemoryContext old;
+
+		d->id = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
+		d->webhook_id = *DatumGetUUIDP(SPI_getbinval(tup, desc, 2, &isnull));
+		d->event_id = *DatumGetUUIDP(SPI_getbinval(tup, desc, 3, &isnull));
+		d->emitted_at = DatumGetTimestampTz(SPI_getbinval(tup, desc, 7,
+														  &isnull));
+		d->attempts = DatumGetInt32(SPI_getbinval(tup, desc, 8, &isnull));
+
+		old = MemoryContextSwitchTo(caller);
+		d->event = SPI_getvalue(tup, desc, 4);
+		d->community_id = SPI_getvalue(tup, desc, 5);
+		d->payload = SPI_getvalue(tup, desc, 6);
+		d->url = SPI_getvalue(tup, desc, 9);
+		d->secret = SPI_getvalue(tup, desc, 10);
+		MemoryContextSwitchTo(old);
+	}
+	*deliveries = result;
+	return n;
+}
+
+/*
+ * When the next pending delivery (outside the skipped webhooks) is due.
+ * Returns false if nothing is pending.
+ */
+bool
+webhooks_queue_next_due(pg_uuid_t *skip, int nskip, TimestampTz *due)
+{
+	Oid			argtypes[1] = {UUIDARRAYOID};
+	Datum		args[1];
+	bool		isnull;
+	int			ret;
+
+	args[0] = uuid_array(skip, nskip);
+	ret = SPI_execute_with_args("SELECT min(next_attempt_at) "
+								"FROM webhooks.deliveries "
+								"WHERE state = 'pending' "
+								"AND webhook_id <> ALL ($1)",
+								1, argtypes, args, NULL, true, 1);
+	if (ret != SPI_OK_SELECT || SPI_processed != 1)
+		elog(ERROR, "could not find the next due delivery: %s",
+			 SPI_result_code_string(ret));
+	*due = DatumGetTimestampTz(SPI_getbinval(SPI_tuptable->vals[0],
+											 SPI_tuptable->tupdesc, 1,
+											 &isnull));
+	return !isnull;
+}
+
+/*
+ * Record a batch of attempts: a log row each (unless the webhook is gone),
+ * and for real deliveries, delete the delivered ones and reschedule or
+ * fail the rest.  n must be at least 1.
+ */
+void
+webhooks_queue_record(AttemptRecord *records, int n)
+{
+	Oid			argtypes[12] = {INT8ARRAYOID, UUIDARRAYOID, UUIDARRAYOID,
+		TEXTARRAYOID, INT4ARRAYOID, INT4ARRAYOID, INT4ARRAYOID,
+		TEXTARRAYOID, TEXTARRAYOID, TIMESTAMPTZARRAYOID,
+	get_array_type(CHAROID), TIMESTAMPTZARRAYOID};
+	Datum		args[12];
+	Datum	   *ids = palloc(sizeof(Datum) * n);
+	Datum	   *event = palloc(sizeof(Datum) * n);
+	Datum	   *attempt = palloc(sizeof(Datum) * n);
+	Datum	   *status = palloc(sizeof(Datum) * n);
+	bool	   *status_null = palloc(sizeof(bool) * n);
+	Datum	   *elapsed = palloc(sizeof(Datum) * n);
+	Datum	   *error = palloc(sizeof(Datum) * n);
+	bool	   *error_null = palloc(sizeof(bool) * n);
+	Datum	   *body = palloc(sizeof(Datum) * n);
+	bool	   *body_null = palloc(sizeof(bool) * n);
+	Datum	   *started = palloc(sizeof(Datum) * n);
+	Datum	   *outcome = palloc(sizeof(Datum) * n);
+	Datum	   *next = palloc(sizeof(Datum) * n);
+	bool	   *next_null = palloc(sizeof(bool) * n);
+	pg_uuid_t  *webhook_ids = palloc(sizeof(pg_uuid_t) * n);
+	pg_uuid_t  *event_ids = palloc(sizeof(pg_uuid_t) * n);
+	Datum	   *lock_ids = palloc(sizeof(Datum) * n);
+	int			nlock = 0;
+	int			ret;
+
+	for (int i = 0; i < n; i++)
+	{
+		AttemptRecord *r = &records[i];
+
+		ids[i] = Int64GetDatum(r->delivery_id);
+		webhook_ids[i] = r->webhook_id;
+		event_ids[i] = r->event_id;
+		event[i] = CStringGetTextDatum(r->event);
+		attempt[i] = Int32GetDatum(r->attempt);
+		status[i] = Int32GetDatum(r->status_code);
+		status_null[i] = (r->status_code == 0);
+		elapsed[i] = Int32GetDatum(r->response_time_ms);
+		error_null[i] = (r->error == NULL);
+		error[i] = error_null[i] ? (Datum) 0 : CStringGetTextDatum(r->error);
+		body_null[i] = (r->response_body == NULL);
+		body[i] = body_null[i] ? (Datum) 0 :
+			CStringGetTextDatum(r->response_body);
+		started[i] = TimestampTzGetDatum(r->started_at);
+		outcome[i] = CharGetDatum((char) r->outcome);
+		next_null[i] = (r->outcome != OUTCOME_RETRY);
+		next[i] = TimestampTzGetDatum(r->next_attempt_at);
+		if (r->outcome != OUTCOME_TEST)
+			lock_ids[nlock++] = Int64GetDatum(r->delivery_id);
+	}
+
+	args[0] = make_array(ids, NULL, n, INT8OID);
+	args[1] = uuid_array(webhook_ids, n);
+	args[2] = uuid_array(event_ids, n);
+	args[3] = make_array(event, NULL, n, TEXTOID);
+	args[4] = make_array(attempt, NULL, n, INT4OID);
+	args[5] = make_array(status, status_null, n, INT4OID);
+	args[6] = make_array(elapsed, NULL, n, INT4OID);
+	args[7] = make_array(error, error_null, n, TEXTOID);
+	args[8] = make_array(body, body_null, n, TEXTOID);
+	args[9] = make_array(started, NULL, n, TIMESTAMPTZOID);
+	args[10] = make_array(outcome, NULL, n, CHAROID);
+	args[11] = make_array(next, next_null, n, TIMESTAMPTZOID);
+
+	if (nlock > 0)
+	{
+		Oid			lock_types[1] = {INT8ARRAYOID};
+		Datum		lock_args[1] = {make_array(lock_ids, NULL, nlock, INT8OID)};
+
+		ret = SPI_execute_plan(prepare_once(&lock_plan, lock_sql, 1,
+											lock_types),
+							   lock_args, NULL, false, 0);
+		if (ret != SPI_OK_SELECT)
+			elog(ERROR, "could not lock deliveries: %s",
+				 SPI_result_code_string(ret));
+	}
+
+	ret = SPI_execute_plan(prepare_once(&record_plan, record_sql, 12,
+										argtypes),
+						   args, NULL, false, 0);
+	if (ret != SPI_OK_UPDATE)
+		elog(ERROR, "could not record attempts: %s",
+			 SPI_result_code_string(ret));
+}
+
+/*
+ * Delete up to limit log rows older than the retention period.  Log ids
+ * are time-ordered UUIDs, so the primary key finds them without another
+ * index.  Returns how many were deleted.
+ */
+int64
+webhooks_queue_prune_log(int64 retention_s, int limit)
+{
+	Oid			argtypes[2] = {UUIDOID, INT4OID};
+	Datum		args[2];
+	pg_uuid_t  *bound = palloc0(sizeof(pg_uuid_t));
+	int64		cutoff_ms;
+	int			ret;
+
+	cutoff_ms = (int64) time(NULL) * 1000 - retention_s * 1000;
+	if (cutoff_ms <= 0)
+		return 0;
+	for (int i = 0; i < 6; i++)
+		bound->data[i] = (cutoff_ms >> (8 * (5 - i))) & 0xff;
+
+	args[0] = UUIDPGetDatum(bound);
+	args[1] = Int32GetDatum(limit);
+	ret = SPI_execute_with_args("DELETE FROM webhooks.delivery_attempts "
+								"WHERE id = ANY (ARRAY("
+								"  SELECT id FROM webhooks.delivery_attempts "
+								"  WHERE id < $1 ORDER BY id LIMIT $2))",
+								2, argtypes, args, NULL, false, 0);
+	if (ret != SPI_OK_DELETE)
+		elog(ERROR, "could not prune the delivery log: %s",
+			 SPI_result_code_string(ret));
+	return (int64) SPI_processed;
+}

@@ -1,0 +1,66 @@
+/*-------------------------------------------------------------------------
+ *
+ * queue.h
+ *		The delivery queue's SQL: claim due deliveries, record attempts.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef WEBHOOKS_QUEUE_H
+#define WEBHOOKS_QUEUE_H
+
+#include "postgres.h"
+
+#include "utils/timestamp.h"
+#include "utils/uuid.h"
+
+/* A claimed delivery, as the worker needs it to send one attempt. */
+typedef struct Delivery
+{
+	int64		id;
+	pg_uuid_t	webhook_id;
+	pg_uuid_t	event_id;
+	char	   *event;
+	char	   *community_id;
+	char	   *payload;
+	TimestampTz emitted_at;
+	int			attempts;		/* attempts made before this one */
+	char	   *url;			/* NULL if the webhook is gone or inactive */
+	char	   *secret;
+} Delivery;
+
+/* What became of a delivery after an attempt. */
+typedef enum AttemptOutcome
+{
+	OUTCOME_DELIVERED = 'd',	/* 2xx: the delivery is done */
+	OUTCOME_RETRY = 'r',		/* failed; try again at next_attempt_at */
+	OUTCOME_FAILED = 'f',		/* failed for good */
+	OUTCOME_TEST = 't'			/* a webhook_test ping: log only */
+} AttemptOutcome;
+
+/* One attempt to write to the log (and to apply to its delivery). */
+typedef struct AttemptRecord
+{
+	int64		delivery_id;
+	pg_uuid_t	webhook_id;
+	pg_uuid_t	event_id;
+	const char *event;
+	int			attempt;		/* 1 for the first */
+	int			status_code;	/* 0 when there was no HTTP answer */
+	int			response_time_ms;
+	const char *error;			/* NULL on success */
+	const char *response_body;	/* kept for failures only, else NULL */
+	TimestampTz started_at;
+	AttemptOutcome outcome;
+	TimestampTz next_attempt_at;	/* for OUTCOME_RETRY */
+} AttemptRecord;
+
+/* Each runs inside the caller's transaction, with SPI connected. */
+extern int64 webhooks_queue_reset_sending(void);
+extern int	webhooks_queue_claim(int limit, pg_uuid_t *skip, int nskip,
+								 Delivery **deliveries, MemoryContext cxt);
+extern bool webhooks_queue_next_due(pg_uuid_t *skip, int nskip,
+									TimestampTz *due);
+extern void webhooks_queue_record(AttemptRecord *records, int n);
+extern int64 webhooks_queue_prune_log(int64 retention_s, int limit);
+
+#endif							/* WEBHOOKS_QUEUE_H */

@@ -1,0 +1,179 @@
+/*-------------------------------------------------------------------------
+ *
+ * signing.c
+ *		Signing secrets, Standard Webhooks signatures, and ids.
+ *
+ * A secret is "whsec_" followed by the base64 of 32 random bytes.  A
+ * signature is "v1," followed by the base64 of HMAC-SHA256 over
+ * "{msg_id}.{timestamp}.{body}", keyed with the decoded secret.  Base64 and
+ * randomness are PostgreSQL's own; the HMAC is OpenSSL's EVP_MAC, which
+ * (unlike pg_hmac) needs no resource owner, so the worker can sign
+ * between transactions.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <sys/time.h>
+
+#include <openssl/core_names.h>
+#include <openssl/evp.h>
+#include <openssl/params.h>
+
+#include "common/base64.h"
+#include "common/sha2.h"
+#include "fmgr.h"
+#include "utils/uuid.h"
+
+#include "webhooks.h"
+
+#define SECRET_PREFIX "whsec_"
+#define SECRET_BYTES 32
+
+PG_FUNCTION_INFO_V1(webhooks_uuid_v7);
+
+/* Fill buf with len bytes from the strong random source, or fail. */
+static void
+strong_random(void *buf, size_t len)
+{
+	if (!pg_strong_random(buf, len))
+		ereport(ERROR,
+				(errcode(ERRCODE_INTERNAL_ERROR),
+				 errmsg("could not generate random bytes")));
+}
+
+/* A new signing secret, palloc'd. */
+char *
+webhooks_new_secret(void)
+{
+	uint8		raw[SECRET_BYTES];
+	int			enc_len = pg_b64_enc_len(SECRET_BYTES);
+	char	   *secret = palloc(strlen(SECRET_PREFIX) + enc_len + 1);
+	int			written;
+
+	strong_random(raw, sizeof(raw));
+	strcpy(secret, SECRET_PREFIX);
+	written = pg_b64_encode((const char *) raw, SECRET_BYTES,
+							secret + strlen(SECRET_PREFIX), enc_len);
+	if (written < 0)
+		elog(ERROR, "could not encode secret");
+	secret[strlen(SECRET_PREFIX) + written] = '\0';
+	return secret;
+}
+
+/*
+ * The webhook-signature header value for one message.  Returns NULL (with
+ * no error raised) if the secret cannot be decoded, so that a worker can
+ * fail that one delivery instead of stopping.
+ */
+char *
+webhooks_sign(const char *secret, const char *msg_id, int64 timestamp,
+			  const char *body, size_t body_len)
+{
+	const char *encoded = secret;
+	int			enc_len;
+	char	   *key;
+	int			key_len;
+	uint8		digest[PG_SHA256_DIGEST_LENGTH];
+	char		prefix[128];
+	int			prefix_len;
+	static EVP_MAC *hmac = NULL;
+	EVP_MAC_CTX *ctx;
+	OSSL_PARAM	params[2];
+	size_t		digest_len = 0;
+	char	   *result;
+	int			written;
+	bool		ok;
+
+	if (strncmp(secret, SECRET_PREFIX, strlen(SECRET_PREFIX)) == 0)
+		encoded += strlen(SECRET_PREFIX);
+	enc_len = strlen(encoded);
+	key = palloc(pg_b64_dec_len(enc_len) + 1);
+	key_len = pg_b64_decode(encoded, enc_len, key, pg_b64_dec_len(enc_len));
+	if (key_len <= 0)
+	{
+		pfree(key);
+		return NULL;
+	}
+
+	prefix_len = snprintf(prefix, sizeof(prefix), "%s." INT64_FORMAT ".",
+						  msg_id, timestamp);
+
+	if (hmac == NULL && (hmac = EVP_MAC_fetch(NULL, "HMAC", NULL)) == NULL)
+		elog(ERROR, "could not load OpenSSL's HMAC");
+	ctx = EVP_MAC_CTX_new(hmac);
+	if (ctx == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OUT_OF_MEMORY),
+				 errmsg("out of memory")));
+	params[0] = OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST,
+												 "SHA256", 0);
+	params[1] = OSSL_PARAM_construct_end();
+	ok = (EVP_MAC_init(ctx, (unsigned char *) key, key_len, params) == 1 &&
+		  EVP_MAC_update(ctx, (unsigned char *) prefix, prefix_len) == 1 &&
+		  EVP_MAC_update(ctx, (const unsigned char *) body, body_len) == 1 &&
+		  EVP_MAC_final(ctx, digest, &digest_len, sizeof(digest)) == 1 &&
+		  digest_len == sizeof(digest));
+	EVP_MAC_CTX_free(ctx);
+	pfree(key);
+	if (!ok)
+		return NULL;
+
+	result = palloc(3 + pg_b64_enc_len(sizeof(digest)) + 1);
+	memcpy(result, "v1,", 3);
+	written = pg_b64_encode((const char *) digest, sizeof(digest), result + 3,
+							pg_b64_enc_len(sizeof(digest)));
+	if (written < 0)
+		return NULL;
+	result[3 + written] = '\0';
+	return result;
+}
+
+/*
+ * A version 7 UUID: 48 bits of Unix milliseconds, then random bits, so
+ * that ids made later sort later and their index grows at one end.
+ */
+void
+webhooks_uuid_v7_fill(pg_uuid_t *uuid)
+{
+	struct timeval tv;
+	uint64		ms;
+
+	gettimeofday(&tv, NULL);
+	ms = (uint64) tv.tv_sec * 1000 + tv.tv_usec / 1000;
+
+	strong_random(uuid->data + 6, UUID_LEN - 6);
+	for (int i = 0; i < 6; i++)
+		uuid->data[i] = (ms >> (8 * (5 - i))) & 0xff;
+	uuid->data[6] = (uuid->data[6] & 0x0f) | 0x70;	/* version 7 */
+	uuid->data[8] = (uuid->data[8] & 0x3f) | 0x80;	/* RFC 4122 variant */
+}
+
+/* SQL: webhooks.uuid_v7() */
+Datum
+webhooks_uuid_v7(PG_FUNCTION_ARGS)
+{
+	pg_uuid_t  *uuid = palloc(sizeof(pg_uuid_t));
+
+	webhooks_uuid_v7_fill(uuid);
+	PG_RETURN_UUID_P(uuid);
+}
+
+/* The canonical text form of a UUID, palloc'd. */
+char *
+webhooks_uuid_to_cstring(const pg_uuid_t *uuid)
+{
+	static const char hex[] = "0123456789abcdef";
+	char	   *buf = palloc(2 * UUID_LEN + 5);
+	char	   *p = buf;
+
+	for (int i = 0; i < UUID_LEN; i++)
+	{
+		if (i == 4 || i == 6 || i == 8 || i == 10)
+			*p++ = '-';
+		*p++ = hex[uuid->data[i] >> 4];
+		*p++ = hex[uuid->data[i] & 0x0f];
+	}
+	*p = '\0';
+	return buf;
+}

@@ -1,0 +1,236 @@
+/*-------------------------------------------------------------------------
+ *
+ * validate.c
+ *		Checks of the arguments the SQL API accepts.
+ *
+ * Each check raises an ERROR with a specific SQLSTATE and a message that
+ * names the bad value, before anything is written, so a rejected call
+ * changes nothing.  URLs are parsed by libcurl's URL API, the same parser
+ * that later sends the request.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <curl/curl.h>
+
+#include "catalog/pg_collation.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/lsyscache.h"
+
+#include "webhooks.h"
+
+/* The community id argument: neither NULL nor empty. */
+char *
+check_community_id(FunctionCallInfo fcinfo, int argno)
+{
+	char	   *community_id;
+
+	if (PG_ARGISNULL(argno))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("community_id must not be null")));
+
+	community_id = TextDatumGetCString(PG_GETARG_DATUM(argno));
+	if (community_id[0] == '\0')
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("community_id must not be empty")));
+	return community_id;
+}
+
+/* The webhook id argument: not NULL. */
+pg_uuid_t *
+check_webhook_id(FunctionCallInfo fcinfo, int argno)
+{
+	if (PG_ARGISNULL(argno))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("webhook id must not be null")));
+	return PG_GETARG_UUID_P(argno);
+}
+
+/* Raise the error for a bad URL, after the caller has freed libcurl's. */
+static void
+url_error(const char *url, const char *detail, const char *hint)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+			 errmsg("invalid webhook url \"%s\"", url),
+			 detail ? errdetail("%s", detail) : 0,
+			 hint ? errhint("%s", hint) : 0));
+}
+
+/* True if libcurl finds the given part in the parsed URL. */
+static bool
+url_has_part(CURLU *handle, CURLUPart part)
+{
+	char	   *value = NULL;
+	bool		has = (curl_url_get(handle, part, &value, 0) == CURLUE_OK &&
+					   value != NULL && value[0] != '\0');
+
+	curl_free(value);
+	return has;
+}
+
+/*
+ * An endpoint URL: absolute, https (http only while webhooks.allow_http is
+ * on), with a host, without credentials, at most 2048 bytes.  Returns the
+ * URL as given.
+ */
+char *
+check_url(text *url_text)
+{
+	char	   *url;
+	size_t		len;
+	CURLU	   *handle;
+	CURLUcode	rc;
+	char	   *scheme = NULL;
+	const char *detail = NULL;
+	const char *hint = NULL;
+	bool		is_http = false;
+
+	if (url_text == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("url must not be null")));
+
+	url = text_to_cstring(url_text);
+	len = strlen(url);
+	if (len == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("url must not be empty")));
+	if (len > WEBHOOKS_MAX_URL_BYTES)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("url is too long"),
+				 errdetail("The url is %zu bytes long; the limit is %d bytes.",
+						   len, WEBHOOKS_MAX_URL_BYTES)));
+	for (const unsigned char *p = (const unsigned char *) url; *p; p++)
+		if (*p <= ' ' || *p == 0x7f)
+			url_error(url, "A url must not contain spaces or control characters.",
+					  "Percent-encode them.");
+	if (strstr(url, "://") == NULL)
+		url_error(url, "The url is not absolute.",
+				  "Give a full url such as https://example.com/webhooks.");
+
+	handle = curl_url();
+	if (handle == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OUT_OF_MEMORY),
+				 errmsg("out of memory")));
+
+	rc = curl_url_set(handle, CURLUPART_URL, url, 0);
+	if (rc != CURLUE_OK)
+		detail = curl_url_strerror(rc);
+	else if (curl_url_get(handle, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK)
+		detail = "The url has no scheme.";
+	else if (pg_strcasecmp(scheme, "https") != 0 &&
+			 !(is_http = (pg_strcasecmp(scheme, "http") == 0)))
+	{
+		detail = "Only https urls are accepted.";
+	}
+	else if (is_http && !webhooks_allow_http)
+	{
+		detail = "Only https urls are accepted.";
+		hint = "A superuser may set webhooks.allow_http for development.";
+	}
+	else if (url_has_part(handle, CURLUPART_USER) ||
+			 url_has_part(handle, CURLUPART_PASSWORD) ||
+			 url_has_part(handle, CURLUPART_OPTIONS))
+	{
+		detail = "A url must not carry credentials.";
+		hint = "Authenticate the request by its signature instead.";
+	}
+	else if (!url_has_part(handle, CURLUPART_HOST))
+		detail = "The url has no host.";
+
+	curl_free(scheme);
+	curl_url_cleanup(handle);
+
+	if (detail != NULL)
+		url_error(url, detail, hint);
+	return url;
+}
+
+/*
+ * The events argument: a non-empty one-dimensional array of known event
+ * types without NULLs.  Returns it without duplicates, in the order given.
+ */
+ArrayType *
+check_events(ArrayType *events)
+{
+	Datum	   *elems;
+	bool	   *nulls;
+	int			count;
+	int			kept = 0;
+	Datum		unknown;
+	bool		isnull;
+	Oid			argtypes[1] = {TEXTARRAYOID};
+	Datum		args[1];
+	int			ret;
+
+	if (events == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("events must not be null")));
+	if (ARR_NDIM(events) > 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("events must be a one-dimensional array")));
+
+	deconstruct_array(events, TEXTOID, -1, false, TYPALIGN_INT,
+					  &elems, &nulls, &count);
+	if (count == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("events must not be empty"),
+				 errhint("Subscribe to at least one event type, such as member.joined.")));
+
+	for (int i = 0; i < count; i++)
+	{
+		bool		duplicate = false;
+
+		if (nulls[i])
+			ereport(ERROR,
+					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+					 errmsg("events must not contain null")));
+		for (int j = 0; j < kept; j++)
+			if (DatumGetBool(DirectFunctionCall2Coll(texteq, C_COLLATION_OID,
+													 elems[j], elems[i])))
+				duplicate = true;
+		if (!duplicate)
+			elems[kept++] = elems[i];
+	}
+	events = construct_array(elems, kept, TEXTOID, -1, false, TYPALIGN_INT);
+
+	/* One query finds the first name that event_types does not know. */
+	args[0] = PointerGetDatum(events);
+	SPI_connect();
+	ret = SPI_execute_with_args("SELECT e FROM pg_catalog.unnest($1) WITH ORDINALITY AS u(e, n) "
+								"WHERE NOT EXISTS (SELECT 1 FROM webhooks.event_types t "
+								"                  WHERE t.name OPERATOR(pg_catalog.=) u.e) "
+								"ORDER BY n LIMIT 1",
+								1, argtypes, args, NULL, true, 1);
+	if (ret != SPI_OK_SELECT)
+		elog(ERROR, "SPI_execute failed: %s", SPI_result_code_string(ret));
+	if (SPI_processed > 0)
+	{
+		char	   *name;
+
+		unknown = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
+								1, &isnull);
+		name = TextDatumGetCString(unknown);
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("unknown event type \"%s\"", name),
+				 errhint("The event types are listed in webhooks.event_types.")));
+	}
+	SPI_finish();
+	return events;
+}

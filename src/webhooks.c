@@ -1,0 +1,126 @@
+/*-------------------------------------------------------------------------
+ *
+ * webhooks.c
+ *		Module entry: settings, shared memory, the commit-time wake-up of
+ *		the delivery worker, and registration of the launcher.
+ *
+ * _PG_init only hands off: settings live in guc.c, the workers in
+ * worker.c, libcurl in http.c.  The transaction callback that wakes the
+ * worker is registered here once per process, never per transaction.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "miscadmin.h"
+#include "storage/ipc.h"
+#include "storage/lwlock.h"
+#include "storage/shmem.h"
+
+#include "http.h"
+#include "webhooks.h"
+#include "worker.h"
+
+PG_MODULE_MAGIC;
+
+WebhooksShared *webhooks_shared = NULL;
+
+/* Set when this transaction queued a delivery; cleared at its end. */
+static bool wake_at_commit = false;
+
+static shmem_request_hook_type prev_shmem_request_hook = NULL;
+static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
+
+void		_PG_init(void);
+
+/* Reserve room for the shared state (PostgreSQL 15 asks in this hook). */
+static void
+webhooks_shmem_request(void)
+{
+	if (prev_shmem_request_hook)
+		prev_shmem_request_hook();
+	RequestAddinShmemSpace(MAXALIGN(sizeof(WebhooksShared)));
+}
+
+/* Create or attach to the shared state. */
+static void
+webhooks_shmem_startup(void)
+{
+	if (prev_shmem_startup_hook)
+		prev_shmem_startup_hook();
+	webhooks_attach_shmem();
+}
+
+void
+webhooks_attach_shmem(void)
+{
+	bool		found;
+
+	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
+	webhooks_shared = ShmemInitStruct("webhooks", sizeof(WebhooksShared),
+									  &found);
+	if (!found)
+		memset(webhooks_shared, 0, sizeof(WebhooksShared));
+	LWLockRelease(AddinShmemInitLock);
+}
+
+/*
+ * Ask for the worker to be woken when the current transaction commits.
+ * Cheap enough to call per event: it only sets a flag.
+ */
+void
+webhooks_wake_worker_at_commit(void)
+{
+	wake_at_commit = true;
+}
+
+/* At commit, set the worker's latch if this transaction queued anything. */
+static void
+webhooks_xact_callback(XactEvent event, void *arg)
+{
+	switch (event)
+	{
+		case XACT_EVENT_COMMIT:
+		case XACT_EVENT_PARALLEL_COMMIT:
+			if (wake_at_commit && webhooks_shared != NULL)
+			{
+				Latch	   *latch = webhooks_shared->worker_latch;
+
+				if (latch != NULL)
+					SetLatch(latch);
+			}
+			wake_at_commit = false;
+			break;
+		case XACT_EVENT_ABORT:
+		case XACT_EVENT_PARALLEL_ABORT:
+		case XACT_EVENT_PREPARE:
+			/* A prepared transaction's events are found by the next wake. */
+			wake_at_commit = false;
+			break;
+		default:
+			break;
+	}
+}
+
+/* Module load: define settings; when preloaded, shared memory and workers. */
+void
+_PG_init(void)
+{
+	if (IsBinaryUpgrade)
+		return;
+
+	webhooks_define_gucs();
+	RegisterXactCallback(webhooks_xact_callback, NULL);
+
+	if (!process_shared_preload_libraries_in_progress)
+		return;
+
+	prev_shmem_request_hook = shmem_request_hook;
+	shmem_request_hook = webhooks_shmem_request;
+	prev_shmem_startup_hook = shmem_startup_hook;
+	shmem_startup_hook = webhooks_shmem_startup;
+
+	webhooks_http_global_init();
+	webhooks_register_launcher();
+}

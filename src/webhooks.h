@@ -1,0 +1,72 @@
+/*-------------------------------------------------------------------------
+ *
+ * webhooks.h
+ *		Names shared between the files of the webhooks extension.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef WEBHOOKS_H
+#define WEBHOOKS_H
+
+#include "postgres.h"
+
+#include "fmgr.h"
+#include "storage/latch.h"
+#include "utils/array.h"
+#include "utils/uuid.h"
+
+#define WEBHOOKS_VERSION "1.0"
+#define WEBHOOKS_USER_AGENT "webhooks-postgresql/" WEBHOOKS_VERSION
+
+/* Longest accepted endpoint URL, in bytes */
+#define WEBHOOKS_MAX_URL_BYTES 2048
+
+/* Most retry delays a schedule may hold */
+#define WEBHOOKS_MAX_RETRIES 50
+
+/* guc.c: settings */
+extern char *webhooks_database_name;
+extern bool webhooks_allow_http;
+extern bool webhooks_allow_private_addresses;
+extern char *webhooks_ssl_ca_file;
+extern int	webhooks_timeout_ms;
+extern char *webhooks_retry_schedule;
+extern int	webhooks_max_concurrent;
+extern int	webhooks_max_per_endpoint;
+extern int	webhooks_batch_size;
+extern int	webhooks_log_retention_s;
+
+extern void webhooks_define_gucs(void);
+extern int	webhooks_max_attempts(void);
+extern int64 webhooks_retry_delay_ms(int attempts_made);
+
+/* webhooks.c: shared state and waking the worker */
+typedef struct WebhooksShared
+{
+	Latch	   *worker_latch;	/* the delivery worker's latch, or NULL */
+	pid_t		worker_pid;
+} WebhooksShared;
+
+extern WebhooksShared *webhooks_shared;
+extern void webhooks_wake_worker_at_commit(void);
+extern void webhooks_attach_shmem(void);
+
+/* validate.c: input checks; each raises a clear ERROR */
+extern char *check_community_id(FunctionCallInfo fcinfo, int argno);
+extern pg_uuid_t *check_webhook_id(FunctionCallInfo fcinfo, int argno);
+extern char *check_url(text *url);
+extern ArrayType *check_events(ArrayType *events);
+
+/* signing.c: secrets, signatures and ids */
+extern char *webhooks_new_secret(void);
+extern char *webhooks_sign(const char *secret, const char *msg_id,
+						   int64 timestamp, const char *body, size_t body_len);
+extern void webhooks_uuid_v7_fill(pg_uuid_t *uuid);
+extern char *webhooks_uuid_to_cstring(const pg_uuid_t *uuid);
+
+/* api.c: lookups the other files share */
+extern bool webhooks_lookup(const char *community_id, pg_uuid_t *id,
+							char **url, char **secret);
+extern void webhooks_raise_not_found(const char *community_id, pg_uuid_t *id);
+
+#endif							/* WEBHOOKS_H */

@@ -1,0 +1,715 @@
+/*-------------------------------------------------------------------------
+ *
+ * worker.c
+ *		The delivery worker: claims due deliveries, sends them many at a
+ *		time, and records every attempt.
+ *
+ * One loop, never blocked on the network or holding a transaction across
+ * HTTP:
+ *   1. take the requests libcurl has finished, decide delivered / retry /
+ *      failed, and free their slot (starting the next request queued for
+ *      that webhook);
+ *   2. record finished attempts in one transaction per batch;
+ *   3. claim due deliveries in one short transaction and start them;
+ *   4. wait on the latch, libcurl's sockets and timers together.
+ * A commit that queued deliveries sets the latch (webhooks.c), a due retry
+ * is a timer, and with nothing to do the worker waits without a query.
+ *
+ * Each webhook has at most webhooks.max_requests_per_endpoint requests in
+ * flight; deliveries claimed beyond that wait in memory, and a webhook at
+ * its limit is left out of the next claim, so a slow endpoint keeps its
+ * own deliveries waiting and no one else's.
+ *
+ * The worker's own commits are asynchronous: a commit lost in a crash only
+ * means an attempt is made again, which at-least-once delivery allows.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <signal.h>
+
+#include "access/xact.h"
+#include "commands/dbcommands.h"
+#include "commands/extension.h"
+#include "common/pg_prng.h"
+#include "executor/spi.h"
+#include "lib/ilist.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "postmaster/bgworker.h"
+#include "postmaster/interrupt.h"
+#include "storage/ipc.h"
+#include "storage/latch.h"
+#include "utils/guc.h"
+#include "utils/hsearch.h"
+#include "utils/memutils.h"
+#include "utils/snapmgr.h"
+#include "utils/timestamp.h"
+
+#include "http.h"
+#include "queue.h"
+#include "webhooks.h"
+#include "worker.h"
+
+/* How long finished attempts may wait to be recorded with others */
+#define RECORD_DELAY_MS 20
+/* How often the log is pruned, and how much at a time */
+#define PRUNE_INTERVAL_MS (3600 * 1000L)
+#define PRUNE_CHUNK 10000
+/* Longest wait a Retry-After header may impose */
+#define MAX_RETRY_AFTER_MS (24 * 3600 * 1000L)
+/* How often to look for the extension while it is not installed */
+#define EXTENSION_POLL_MS 2000
+
+/* One webhook's share of the worker's requests */
+typedef struct Endpoint
+{
+	pg_uuid_t	webhook_id;		/* hash key */
+	int			in_flight;
+	int			nqueued;
+	dlist_head	queued;			/* requests waiting for a free slot */
+} Endpoint;
+
+/* What the worker keeps with each request (its owner) */
+typedef struct Attempt
+{
+	int64		delivery_id;
+	pg_uuid_t	webhook_id;
+	pg_uuid_t	event_id;
+	char	   *event;
+	int			attempt;		/* 1 for the first */
+} Attempt;
+
+static WebhooksClient *client = NULL;
+static HTAB *endpoints = NULL;
+static int	queued_total = 0;
+
+static MemoryContext requests_cxt = NULL;	/* parent of every request */
+static MemoryContext records_cxt = NULL;	/* attempts not yet recorded */
+static MemoryContext claim_cxt = NULL;	/* one claim's rows */
+
+static AttemptRecord *records = NULL;
+static int	nrecords = 0;
+static int	records_size = 0;
+static TimestampTz first_record_at = 0;
+
+/* Start and end a short transaction with SPI connected. */
+static void
+begin_work(const char *activity)
+{
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	SPI_connect();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	pgstat_report_activity(STATE_RUNNING, activity);
+}
+
+static void
+end_work(void)
+{
+	SPI_finish();
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	pgstat_report_stat(false);
+	pgstat_report_activity(STATE_IDLE, NULL);
+}
+
+/* After an ERROR caught in the loop: report it and roll back. */
+static void
+recover_from_error(MemoryContext cxt)
+{
+	MemoryContextSwitchTo(cxt);
+	EmitErrorReport();
+	FlushErrorState();
+	AbortCurrentTransaction();
+	pgstat_report_activity(STATE_IDLE, NULL);
+}
+
+/* Forget the latch when the worker goes away. */
+static void
+unpublish_worker(int code, Datum arg)
+{
+	if (webhooks_shared != NULL && webhooks_shared->worker_pid == MyProcPid)
+	{
+		webhooks_shared->worker_latch = NULL;
+		webhooks_shared->worker_pid = 0;
+	}
+}
+
+/* Wait until CREATE EXTENSION webhooks has run in this database. */
+static bool
+wait_for_extension(void)
+{
+	bool		said = false;
+
+	for (;;)
+	{
+		bool		installed;
+
+		CHECK_FOR_INTERRUPTS();
+		if (ShutdownRequestPending)
+			return false;
+		if (ConfigReloadPending)
+		{
+			ConfigReloadPending = false;
+			ProcessConfigFile(PGC_SIGHUP);
+		}
+
+		SetCurrentStatementStartTimestamp();
+		StartTransactionCommand();
+		installed = OidIsValid(get_extension_oid("webhooks", true));
+		CommitTransactionCommand();
+		if (installed)
+			return true;
+
+		if (!said)
+			ereport(LOG,
+					(errmsg("webhooks: extension \"webhooks\" is not installed in database \"%s\" yet; waiting",
+							MyBgworkerEntry->bgw_extra)));
+		said = true;
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 EXTENSION_POLL_MS, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+	}
+}
+
+/* The endpoint entry of a webhook, made if new. */
+static Endpoint *
+endpoint_for(pg_uuid_t *webhook_id)
+{
+	bool		found;
+	Endpoint   *ep = hash_search(endpoints, webhook_id, HASH_ENTER, &found);
+
+	if (!found)
+	{
+		ep->in_flight = 0;
+		ep->nqueued = 0;
+		dlist_init(&ep->queued);
+	}
+	return ep;
+}
+
+/* Start queued requests of this endpoint while it has free slots. */
+static void
+start_queued(Endpoint *ep)
+{
+	while (ep->nqueued > 0 && ep->in_flight < webhooks_max_per_endpoint)
+	{
+		WebhookRequest *req = dlist_container(WebhookRequest, node,
+											  dlist_pop_head_node(&ep->queued));
+
+		ep->nqueued--;
+		queued_total--;
+		ep->in_flight++;
+		webhooks_client_add(client, req);
+	}
+}
+
+/* Start a request now, or queue it behind its endpoint's limit. */
+static void
+submit(Endpoint *ep, WebhookRequest *req)
+{
+	dlist_push_tail(&ep->queued, &req->node);
+	ep->nqueued++;
+	queued_total++;
+	start_queued(ep);
+}
+
+/* Room for one more attempt record. */
+static AttemptRecord *
+new_record(void)
+{
+	if (nrecords == records_size)
+	{
+		int			size = Max(64, records_size * 2);
+		AttemptRecord *grown = MemoryContextAlloc(records_cxt,
+												  sizeof(AttemptRecord) * size);
+
+		if (nrecords > 0)
+			memcpy(grown, records, sizeof(AttemptRecord) * nrecords);
+		records = grown;
+		records_size = size;
+	}
+	if (nrecords == 0)
+		first_record_at = GetCurrentTimestamp();
+	memset(&records[nrecords], 0, sizeof(AttemptRecord));
+	return &records[nrecords++];
+}
+
+/*
+ * When a failed attempt is tried again: the schedule's delay plus up to
+ * 10% random jitter (never earlier), or later if the endpoint asked with
+ * Retry-After.  OUTCOME_FAILED when no attempt is left.
+ */
+static AttemptOutcome
+plan_retry(int attempts_made, int64 retry_after_s, TimestampTz *next)
+{
+	int64		delay_ms = webhooks_retry_delay_ms(attempts_made);
+
+	if (delay_ms < 0)
+		return OUTCOME_FAILED;
+	delay_ms += (int64) (pg_prng_double(&pg_global_prng_state) * delay_ms / 10);
+	if (retry_after_s > 0)
+		delay_ms = Max(delay_ms, Min(retry_after_s * 1000, MAX_RETRY_AFTER_MS));
+	*next = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), delay_ms);
+	return OUTCOME_RETRY;
+}
+
+/* Turn a finished request into an attempt record and free its slot. */
+static void
+finish_attempt(WebhookRequest *req)
+{
+	Attempt    *a = (Attempt *) req->owner;
+	AttemptRecord *r = new_record();
+	Endpoint   *ep = hash_search(endpoints, &a->webhook_id, HASH_FIND, NULL);
+	MemoryContext old = MemoryContextSwitchTo(records_cxt);
+
+	r->delivery_id = a->delivery_id;
+	r->webhook_id = a->webhook_id;
+	r->event_id = a->event_id;
+	r->event = pstrdup(a->event);
+	r->attempt = a->attempt;
+	r->status_code = (int) req->status_code;
+	r->response_time_ms = req->response_time_ms;
+	r->started_at = req->started_at;
+	if (req->error == NULL)
+		r->outcome = OUTCOME_DELIVERED;
+	else
+	{
+		r->error = pstrdup(req->error);
+		if (req->response_len > 0)
+			r->response_body = pstrdup(req->response);
+		r->outcome = plan_retry(a->attempt, req->retry_after_s,
+								&r->next_attempt_at);
+	}
+	MemoryContextSwitchTo(old);
+
+	webhooks_request_free(req);
+	if (ep != NULL)
+	{
+		ep->in_flight--;
+		start_queued(ep);
+		if (ep->in_flight == 0 && ep->nqueued == 0)
+			hash_search(endpoints, &a->webhook_id, HASH_REMOVE, NULL);
+	}
+}
+
+/* Record attempts in one transaction; false (error logged) if it failed. */
+static bool
+try_record(AttemptRecord *recs, int n)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	volatile bool ok = true;
+
+	PG_TRY();
+	{
+		begin_work("recording delivery attempts");
+		webhooks_queue_record(recs, n);
+		end_work();
+	}
+	PG_CATCH();
+	{
+		recover_from_error(cxt);
+		ok = false;
+	}
+	PG_END_TRY();
+	return ok;
+}
+
+/*
+ * Record every finished attempt in one transaction.  If the batch fails,
+ * each attempt is tried alone, so one bad row cannot hold back the rest;
+ * an attempt that still fails stays unrecorded and its delivery is sent
+ * again after the worker restarts.
+ */
+static void
+record_attempts(void)
+{
+	if (nrecords == 0)
+		return;
+
+	if (!try_record(records, nrecords))
+	{
+		for (int i = 0; i < nrecords; i++)
+			if (!try_record(&records[i], 1))
+				ereport(WARNING,
+						(errmsg("webhooks: could not record attempt %d of delivery " INT64_FORMAT,
+								records[i].attempt, records[i].delivery_id)));
+	}
+
+	MemoryContextReset(records_cxt);
+	records = NULL;
+	records_size = 0;
+	nrecords = 0;
+}
+
+/* The webhooks at their limit, to leave out of the next claim. */
+static int
+saturated_endpoints(pg_uuid_t **ids)
+{
+	HASH_SEQ_STATUS status;
+	Endpoint   *ep;
+	int			n = 0;
+
+	*ids = palloc(sizeof(pg_uuid_t) * Max(hash_get_num_entries(endpoints), 1));
+	hash_seq_init(&status, endpoints);
+	while ((ep = hash_seq_search(&status)) != NULL)
+		if (ep->in_flight + ep->nqueued >= webhooks_max_per_endpoint)
+			(*ids)[n++] = ep->webhook_id;
+	return n;
+}
+
+/* Build the request of one claimed delivery, owned by an Attempt. */
+static WebhookRequest *
+build_request(Delivery *d)
+{
+	WebhookMessage msg;
+	WebhookRequest *req;
+	Attempt    *a;
+
+	msg.url = d->url;
+	msg.secret = d->secret;
+	msg.event_id = webhooks_uuid_to_cstring(&d->event_id);
+	msg.event = d->event;
+	msg.community_id = d->community_id;
+	msg.payload = d->payload;
+	msg.emitted_at = d->emitted_at;
+
+	req = webhooks_request_new(&msg, requests_cxt);
+	a = MemoryContextAlloc(req->cxt, sizeof(Attempt));
+	a->delivery_id = d->id;
+	a->webhook_id = d->webhook_id;
+	a->event_id = d->event_id;
+	a->event = MemoryContextStrdup(req->cxt, d->event);
+	a->attempt = d->attempts + 1;
+	req->owner = a;
+	req->delivery_id = d->id;
+	return req;
+}
+
+/* Record, without sending, a delivery that cannot be attempted. */
+static void
+record_unsendable(Delivery *d, const char *why)
+{
+	AttemptRecord *r = new_record();
+
+	r->delivery_id = d->id;
+	r->webhook_id = d->webhook_id;
+	r->event_id = d->event_id;
+	r->event = MemoryContextStrdup(records_cxt, d->event);
+	r->attempt = d->attempts + 1;
+	r->error = MemoryContextStrdup(records_cxt, why);
+	r->started_at = GetCurrentTimestamp();
+	r->outcome = OUTCOME_FAILED;
+}
+
+/* Build and start (or queue) one claimed delivery's request. */
+static void
+start_delivery(Delivery *d)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+
+	if (d->url == NULL)
+	{
+		record_unsendable(d, "the webhook was deleted or deactivated");
+		return;
+	}
+	PG_TRY();
+	{
+		submit(endpoint_for(&d->webhook_id), build_request(d));
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(cxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		record_unsendable(d, edata->message);
+		FreeErrorData(edata);
+	}
+	PG_END_TRY();
+}
+
+/*
+ * Claim up to limit due deliveries in one transaction, then start them.
+ * Returns how many were claimed, or -1 after an error.
+ */
+static int
+claim_and_start(int limit, pg_uuid_t *skip, int nskip, bool *has_due,
+				TimestampTz *next_due)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	Delivery   *volatile deliveries = NULL;
+	volatile int n = 0;
+	volatile bool failed = false;
+
+	MemoryContextReset(claim_cxt);
+	PG_TRY();
+	{
+		Delivery   *claimed;
+
+		begin_work("claiming deliveries");
+		n = webhooks_queue_claim(limit, skip, nskip, &claimed, claim_cxt);
+		deliveries = claimed;
+		if (n < limit)
+			*has_due = webhooks_queue_next_due(skip, nskip, next_due);
+		end_work();
+	}
+	PG_CATCH();
+	{
+		recover_from_error(cxt);
+		failed = true;
+	}
+	PG_END_TRY();
+	if (failed)
+		return -1;
+
+	for (int i = 0; i < n; i++)
+		start_delivery(&deliveries[i]);
+	return n;
+}
+
+/* Delete one chunk of expired log rows; returns how many. */
+static int64
+prune_chunk(void)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	volatile int64 deleted = 0;
+
+	PG_TRY();
+	{
+		begin_work("pruning the delivery log");
+		deleted = webhooks_queue_prune_log(webhooks_log_retention_s,
+										   PRUNE_CHUNK);
+		end_work();
+	}
+	PG_CATCH();
+	{
+		recover_from_error(cxt);
+	}
+	PG_END_TRY();
+	return deleted;
+}
+
+/* Delete log rows past webhooks.log_retention, a chunk at a time. */
+static void
+prune_log(void)
+{
+	if (webhooks_log_retention_s <= 0)
+		return;
+	for (int round = 0; round < 10; round++)
+		if (prune_chunk() < PRUNE_CHUNK)
+			break;
+}
+
+/* Milliseconds from now until t, at least 0. */
+static long
+ms_until(TimestampTz t)
+{
+	TimestampTz now = GetCurrentTimestamp();
+
+	return t <= now ? 0 : (long) ((t - now + 999) / 1000);
+}
+
+/* The worker's loop, until shutdown. */
+static void
+deliver_forever(void)
+{
+	MemoryContext loop_cxt = AllocSetContextCreate(TopMemoryContext,
+												   "webhooks loop",
+												   ALLOCSET_DEFAULT_SIZES);
+	bool		claim_now = true;
+	bool		has_due = false;
+	TimestampTz next_due = 0;
+	TimestampTz next_prune = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+														 60 * 1000);
+
+	for (;;)
+	{
+		WebhookRequest *req;
+		int			busy;
+		int			free_slots;
+		int			min_claim;
+		long		timeout = -1;
+
+		MemoryContextSwitchTo(loop_cxt);
+		MemoryContextReset(loop_cxt);
+		CHECK_FOR_INTERRUPTS();
+		if (ShutdownRequestPending)
+			break;
+		if (ConfigReloadPending)
+		{
+			ConfigReloadPending = false;
+			ProcessConfigFile(PGC_SIGHUP);
+			webhooks_client_configure(client);
+			claim_now = true;
+		}
+
+		/* 1. Finished requests become records and free their slots. */
+		while ((req = webhooks_client_next_done(client)) != NULL)
+			finish_attempt(req);
+
+		/* 2. Record them in batches. */
+		busy = webhooks_client_in_flight(client) + queued_total;
+		if (nrecords > 0 &&
+			(nrecords >= webhooks_batch_size || busy == 0 ||
+			 ms_until(TimestampTzPlusMilliseconds(first_record_at,
+												  RECORD_DELAY_MS)) == 0))
+		{
+			record_attempts();
+			claim_now = true;
+		}
+
+		/* 3. Claim due deliveries while there is room. */
+		if (!claim_now && has_due && ms_until(next_due) == 0)
+			claim_now = true;
+		free_slots = webhooks_max_concurrent - busy;
+		min_claim = Max(1, Min(webhooks_batch_size, webhooks_max_concurrent) / 4);
+		if (claim_now && (free_slots >= min_claim ||
+						  (busy == 0 && free_slots > 0)))
+		{
+			pg_uuid_t  *skip;
+			int			nskip = saturated_endpoints(&skip);
+			int			limit = Min(free_slots, webhooks_batch_size);
+			int			n;
+
+			has_due = false;
+			n = claim_and_start(limit, skip, nskip, &has_due, &next_due);
+			if (n < 0)
+			{
+				/* The error is logged; try again in a second. */
+				claim_now = false;
+				has_due = true;
+				next_due = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+													   1000);
+			}
+			else if (n < limit)
+			{
+				claim_now = false;
+				/* Due rows that could not be claimed: look again shortly. */
+				if (has_due && ms_until(next_due) == 0)
+					next_due = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+														   10);
+			}
+			continue;			/* start over: records may be waiting */
+		}
+
+		if (ms_until(next_prune) == 0)
+		{
+			prune_log();
+			next_prune = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+													 PRUNE_INTERVAL_MS);
+		}
+
+		/* 4. Wait for sockets, timers, the latch, or the next due time. */
+		if (nrecords > 0)
+			timeout = ms_until(TimestampTzPlusMilliseconds(first_record_at,
+														   RECORD_DELAY_MS));
+		if (has_due && !claim_now)
+		{
+			long		due = ms_until(next_due);
+
+			if (timeout < 0 || due < timeout)
+				timeout = due;
+		}
+		if (webhooks_log_retention_s > 0)
+		{
+			long		prune = ms_until(next_prune);
+
+			if (timeout < 0 || prune < timeout)
+				timeout = prune;
+		}
+
+		pgstat_report_activity(STATE_IDLE, NULL);
+		if (webhooks_client_wait(client, timeout, PG_WAIT_EXTENSION) & WL_LATCH_SET)
+			claim_now = true;
+	}
+}
+
+/* Entry point of the delivery worker. */
+void
+webhooks_worker_main(Datum main_arg)
+{
+	char		dbname[BGW_EXTRALEN];
+	HASHCTL		ctl;
+
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	pqsignal(SIGTERM, SignalHandlerForShutdownRequest);
+	BackgroundWorkerUnblockSignals();
+
+	strlcpy(dbname, MyBgworkerEntry->bgw_extra, sizeof(dbname));
+	BackgroundWorkerInitializeConnection(dbname, NULL, 0);
+	pgstat_report_appname("webhooks worker");
+
+	/* Only schema-qualified names are used; resolve nothing elsewhere. */
+	SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_SUSET,
+					PGC_S_OVERRIDE);
+	/* A lost commit of the worker's only repeats an attempt. */
+	SetConfigOption("synchronous_commit", "off", PGC_SUSET, PGC_S_OVERRIDE);
+
+	if (webhooks_shared != NULL && webhooks_shared->worker_pid != 0 &&
+		kill(webhooks_shared->worker_pid, 0) == 0)
+	{
+		ereport(LOG,
+				(errmsg("webhooks: a delivery worker (PID %d) is already running",
+						(int) webhooks_shared->worker_pid)));
+		proc_exit(0);
+	}
+
+	if (!wait_for_extension())
+		proc_exit(0);
+
+	requests_cxt = AllocSetContextCreate(TopMemoryContext, "webhooks requests",
+										 ALLOCSET_DEFAULT_SIZES);
+	records_cxt = AllocSetContextCreate(TopMemoryContext, "webhooks records",
+										ALLOCSET_DEFAULT_SIZES);
+	claim_cxt = AllocSetContextCreate(TopMemoryContext, "webhooks claim",
+									  ALLOCSET_DEFAULT_SIZES);
+
+	memset(&ctl, 0, sizeof(ctl));
+	ctl.keysize = sizeof(pg_uuid_t);
+	ctl.entrysize = sizeof(Endpoint);
+	ctl.hcxt = TopMemoryContext;
+	endpoints = hash_create("webhooks endpoints", 256, &ctl,
+							HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+
+	MemoryContextSwitchTo(TopMemoryContext);
+	client = webhooks_client_create();
+
+	/* Attempts the previous worker left unrecorded are made again. */
+	begin_work("resetting deliveries in flight");
+	{
+		int64		reset = webhooks_queue_reset_sending();
+
+		if (reset > 0)
+			ereport(LOG,
+					(errmsg("webhooks: " INT64_FORMAT " deliveries left in flight by the previous worker will be sent again",
+							reset)));
+	}
+	end_work();
+
+	if (webhooks_shared != NULL)
+	{
+		webhooks_shared->worker_pid = MyProcPid;
+		webhooks_shared->worker_latch = MyLatch;
+	}
+	before_shmem_exit(unpublish_worker, (Datum) 0);
+
+	ereport(LOG,
+			(errmsg("webhooks: delivery worker started for database \"%s\"",
+					dbname)));
+
+	deliver_forever();
+
+	/* Keep what was finished; what is in flight is sent again next time. */
+	{
+		WebhookRequest *req;
+
+		while ((req = webhooks_client_next_done(client)) != NULL)
+			finish_attempt(req);
+	}
+	record_attempts();
+	proc_exit(0);
+}
