@@ -60,7 +60,7 @@
 /* Longest wait a Retry-After header may impose */
 #define MAX_RETRY_AFTER_MS (24 * 3600 * 1000L)
 /* How often to look for the extension while it is not installed */
-#define EXTENSION_POLL_MS 2000
+#define EXTENSION_POLL_MS 1000
 
 /* One webhook's share of the worker's requests */
 typedef struct Endpoint
