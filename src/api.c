@@ -268,9 +268,9 @@ webhooks_update(PG_FUNCTION_ARGS)
 				  2, types, values, NULL, true, SPI_OK_SELECT);
 	else
 		run_query("UPDATE webhooks.webhooks SET "
-				  "url = pg_catalog.coalesce($3, url), "
-				  "events = pg_catalog.coalesce($4, events), "
-				  "is_active = pg_catalog.coalesce($5, is_active), "
+				  "url = COALESCE($3, url), "
+				  "events = COALESCE($4, events), "
+				  "is_active = COALESCE($5, is_active), "
 				  "updated_at = pg_catalog.now() "
 				  "WHERE community_id OPERATOR(pg_catalog.=) $1 "
 				  "AND id OPERATOR(pg_catalog.=) $2 "

@@ -287,6 +287,8 @@ webhooks_request_new(const WebhookMessage *msg, MemoryContext parent)
 	setopt(easy, CURLOPT_PROTOCOLS_STR,
 		   webhooks_allow_http ? "https,http" : "https");
 	setopt(easy, CURLOPT_FOLLOWLOCATION, 0L);
+	/* No proxy from the environment: it would bypass the address guard. */
+	setopt(easy, CURLOPT_PROXY, "");
 	setopt(easy, CURLOPT_NOSIGNAL, 1L);
 	setopt(easy, CURLOPT_TIMEOUT_MS, (long) webhooks_timeout_ms);
 	setopt(easy, CURLOPT_SSL_VERIFYPEER, 1L);
