@@ -182,6 +182,12 @@ webhooks_emit_trigger(PG_FUNCTION_ARGS)
 				 errmsg("community column \"%s\" of table \"%s\" is null",
 						column, RelationGetRelationName(trigdata->tg_relation))));
 
+	if (community_id[0] == '\0')
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("community column \"%s\" of table \"%s\" is empty",
+						column, RelationGetRelationName(trigdata->tg_relation))));
+
 	json = DirectFunctionCall1(row_to_json,
 							   heap_copy_tuple_as_datum(row, tupdesc));
 	payload = DirectFunctionCall1(jsonb_in,

@@ -12,6 +12,8 @@
  */
 #include "postgres.h"
 
+#include <ctype.h>
+
 #include <curl/curl.h>
 
 #include "catalog/pg_collation.h"
@@ -65,6 +67,19 @@ url_error(const char *url, const char *detail, const char *hint)
 			 hint ? errhint("%s", hint) : 0));
 }
 
+/* Does the URL start with a scheme and "://"? */
+static bool
+has_scheme(const char *url)
+{
+	const char *p = url;
+
+	if (!isalpha((unsigned char) *p))
+		return false;
+	while (isalnum((unsigned char) *p) || *p == '+' || *p == '-' || *p == '.')
+		p++;
+	return strncmp(p, "://", 3) == 0;
+}
+
 /* True if libcurl finds the given part in the parsed URL. */
 static bool
 url_has_part(CURLU *handle, CURLUPart part)
@@ -115,7 +130,7 @@ check_url(text *url_text)
 		if (*p <= ' ' || *p == 0x7f)
 			url_error(url, "A url must not contain spaces or control characters.",
 					  "Percent-encode them.");
-	if (strstr(url, "://") == NULL)
+	if (!has_scheme(url))
 		url_error(url, "The url is not absolute.",
 				  "Give a full url such as https://example.com/webhooks.");
 
@@ -139,6 +154,11 @@ check_url(text *url_text)
 	{
 		detail = "Only https urls are accepted.";
 		hint = "A superuser may set webhooks.allow_http for development.";
+	}
+	else if (strstr(url, ":///") == strstr(url, "://"))
+	{
+		/* libcurl would read "https:///x" as a url for the host "x" */
+		detail = "The url has no host.";
 	}
 	else if (url_has_part(handle, CURLUPART_USER) ||
 			 url_has_part(handle, CURLUPART_PASSWORD) ||

@@ -1,0 +1,244 @@
+--
+-- emit: queueing events, directly and from row triggers
+--
+CREATE TEMP TABLE hooks (name text PRIMARY KEY, id uuid);
+INSERT INTO hooks
+SELECT 'a', id FROM webhooks.webhook_create('c1', 'https://example.com/a',
+    ARRAY['member.joined', 'payment.completed']);
+INSERT INTO hooks
+SELECT 'b', id FROM webhooks.webhook_create('c1', 'https://example.com/b',
+    ARRAY['member.joined', 'member.left', 'member.updated']);
+INSERT INTO hooks
+SELECT 'c', id FROM webhooks.webhook_create('c1', 'https://example.com/c',
+    ARRAY['payment.failed']);
+INSERT INTO hooks
+SELECT 'inactive', id FROM webhooks.webhook_create('c1', 'https://example.com/i',
+    ARRAY['member.joined', 'payment.completed'], false);
+INSERT INTO hooks
+SELECT 'other', id FROM webhooks.webhook_create('c2', 'https://example.com/o',
+    ARRAY['member.joined', 'payment.completed']);
+
+-- The queue, one line per delivery: in emit order, then by webhook.
+CREATE TEMP VIEW queue AS
+SELECT h.name AS webhook, d.event, d.community_id, d.payload, d.state,
+       d.attempts
+FROM webhooks.deliveries d JOIN hooks h ON h.id = d.webhook_id
+ORDER BY min(d.id) OVER (PARTITION BY d.event_id), h.name;
+
+--
+-- emit
+--
+-- It returns the event id, a version 7 uuid.
+SELECT webhooks.emit('c1', 'member.joined', '{"member": 1}') AS e1 \gset
+SELECT pg_typeof(:'e1'::uuid), substr(:'e1', 15, 1) AS version;
+-- One delivery per active webhook of c1 subscribed to member.joined: a
+-- and b; not c (not subscribed), not inactive, not other (community c2).
+SELECT * FROM queue;
+-- Every delivery of the event carries its id, and is due now.
+SELECT count(*), bool_and(event_id = :'e1') AS same_event_id,
+       bool_and(emitted_at = next_attempt_at) AS due_at_emit,
+       bool_and(emitted_at <= now()) AS emitted_in_past,
+       bool_and(last_attempt_at IS NULL AND last_status IS NULL
+                AND last_error IS NULL) AS untried
+FROM webhooks.deliveries;
+-- Each emit is a new event.
+SELECT webhooks.emit('c1', 'member.joined', '{"member": 1}') <> :'e1' AS new_id;
+
+-- No subscriber: an event id, but nothing queued.
+SELECT webhooks.emit('c1', 'payment.refunded') IS NOT NULL AS emitted;
+SELECT webhooks.emit('nobody', 'member.joined', '{}') IS NOT NULL AS emitted;
+SELECT count(*) FROM webhooks.deliveries
+WHERE event = 'payment.refunded' OR community_id = 'nobody';
+-- Community ids are compared exactly.
+SELECT webhooks.emit('C1', 'member.joined') IS NOT NULL AS emitted;
+SELECT count(*) FROM webhooks.deliveries WHERE community_id <> 'c1';
+-- Another community only reaches its own webhooks.
+SELECT webhooks.emit('c2', 'payment.completed', '{"amount": 5}') IS NOT NULL AS emitted;
+-- The payload is stored as given; the default is {}.
+SELECT webhooks.emit('c1', 'payment.failed') IS NOT NULL AS emitted;
+SELECT webhooks.emit('c1', 'payment.failed',
+    '{"nested": {"a": [1, 2.5, null, true]}, "text": "é ✓ \"q\"", "big": 12345678901234567890}')
+    IS NOT NULL AS emitted;
+SELECT webhooks.emit('c1', 'payment.failed', '[1, 2, 3]') IS NOT NULL AS emitted;
+SELECT webhooks.emit('c1', 'payment.failed', '"just a string"') IS NOT NULL AS emitted;
+SELECT webhooks.emit('c1', 'payment.failed', 'null') IS NOT NULL AS emitted;
+SELECT webhooks.emit(community_id => 'c1', event => 'payment.failed',
+                     payload => '{"named": true}') IS NOT NULL AS emitted;
+SELECT * FROM queue;
+
+-- A rolled-back emit leaves nothing.
+SELECT count(*) AS before FROM webhooks.deliveries \gset
+BEGIN;
+SELECT webhooks.emit('c1', 'member.joined', '{"rolled": "back"}') IS NOT NULL AS emitted;
+SELECT count(*) - :before AS queued_in_transaction FROM webhooks.deliveries;
+ROLLBACK;
+SELECT count(*) - :before AS queued FROM webhooks.deliveries;
+-- So does one rolled back to a savepoint; the rest of the transaction stays.
+BEGIN;
+SELECT webhooks.emit('c1', 'member.left', '{"kept": 1}') IS NOT NULL AS emitted;
+SAVEPOINT s;
+SELECT webhooks.emit('c1', 'member.left', '{"kept": 0}') IS NOT NULL AS emitted;
+ROLLBACK TO SAVEPOINT s;
+SELECT webhooks.emit('c1', 'member.left', '{"kept": 2}') IS NOT NULL AS emitted;
+COMMIT;
+SELECT webhook, event, payload FROM queue WHERE event = 'member.left';
+-- Several emits in one transaction are queued together at commit.
+BEGIN;
+SELECT webhooks.emit('c1', 'member.joined', '{"batch": 1}') IS NOT NULL AS emitted;
+SELECT webhooks.emit('c1', 'member.joined', '{"batch": 2}') IS NOT NULL AS emitted;
+COMMIT;
+SELECT webhook, payload FROM queue WHERE payload ? 'batch';
+
+-- The delivery_status view counts what waits, per webhook.
+SELECT h.name, s.community_id, s.pending, s.in_flight, s.retrying, s.failed,
+       s.next_attempt_at IS NOT NULL AS has_next, s.last_error
+FROM webhooks.delivery_status s JOIN hooks h ON h.id = s.webhook_id
+ORDER BY h.name;
+
+DELETE FROM webhooks.deliveries;
+
+--
+-- emit_trigger
+--
+CREATE TABLE members (id int PRIMARY KEY, community_id text, name text);
+CREATE TRIGGER members_joined AFTER INSERT ON members
+    FOR EACH ROW EXECUTE FUNCTION webhooks.emit_trigger('member.joined');
+CREATE TRIGGER members_updated AFTER UPDATE ON members
+    FOR EACH ROW EXECUTE FUNCTION webhooks.emit_trigger('member.updated');
+CREATE TRIGGER members_left AFTER DELETE ON members
+    FOR EACH ROW EXECUTE FUNCTION webhooks.emit_trigger('member.left');
+
+-- INSERT: the payload is the new row.
+INSERT INTO members VALUES (1, 'c1', 'Ada'), (2, 'c2', 'Bob'), (3, 'c3', 'Cy');
+SELECT * FROM queue;
+DELETE FROM webhooks.deliveries;
+-- UPDATE: the new row (b subscribes to member.updated; c2 has none).
+UPDATE members SET name = 'Ada Lovelace' WHERE id = 1;
+UPDATE members SET name = 'Bobby' WHERE id = 2;
+SELECT * FROM queue;
+DELETE FROM webhooks.deliveries;
+-- DELETE: the old row.
+DELETE FROM members WHERE id = 1;
+SELECT * FROM queue;
+DELETE FROM webhooks.deliveries;
+-- A rolled-back change queues nothing.
+BEGIN;
+INSERT INTO members VALUES (4, 'c1', 'Dee');
+SELECT count(*) AS queued_in_transaction FROM webhooks.deliveries;
+ROLLBACK;
+SELECT count(*) AS queued FROM webhooks.deliveries;
+-- One failing row undoes the whole statement, and its events.
+SELECT sqlstate_of($$INSERT INTO members VALUES (5, 'c1', 'Eve'), (6, NULL, 'Nul')$$);
+SELECT count(*) AS queued FROM webhooks.deliveries;
+SELECT count(*) AS members FROM members WHERE id IN (5, 6);
+
+-- The community in another column, named by the second argument.
+CREATE TABLE payments (id int, org text, amount int);
+CREATE TRIGGER payments_completed AFTER INSERT ON payments
+    FOR EACH ROW EXECUTE FUNCTION webhooks.emit_trigger('payment.completed', 'org');
+INSERT INTO payments VALUES (10, 'c1', 500), (11, 'c2', 700), (12, 'c9', 1);
+SELECT * FROM queue;
+DELETE FROM webhooks.deliveries;
+
+-- A community column of another type: its text form is the community id.
+CREATE TABLE members_by_number (id int, community_id bigint, name text);
+CREATE TRIGGER members_by_number_joined AFTER INSERT ON members_by_number
+    FOR EACH ROW EXECUTE FUNCTION webhooks.emit_trigger('member.joined');
+SELECT id AS num FROM webhooks.webhook_create('42', 'https://example.com/42',
+                                              ARRAY['member.joined']) \gset
+INSERT INTO hooks VALUES ('number', :'num');
+INSERT INTO members_by_number VALUES (1, 42, 'Forty-two'), (2, 43, 'Nobody');
+SELECT * FROM queue;
+DELETE FROM webhooks.deliveries;
+
+-- A BEFORE trigger emits too, and leaves the row as it is.
+CREATE TABLE members_before (id int, community_id text, name text);
+CREATE TRIGGER mb_joined BEFORE INSERT ON members_before
+    FOR EACH ROW EXECUTE FUNCTION webhooks.emit_trigger('member.joined');
+CREATE TRIGGER mb_updated BEFORE UPDATE ON members_before
+    FOR EACH ROW EXECUTE FUNCTION webhooks.emit_trigger('member.updated');
+CREATE TRIGGER mb_left BEFORE DELETE ON members_before
+    FOR EACH ROW EXECUTE FUNCTION webhooks.emit_trigger('member.left');
+INSERT INTO members_before VALUES (1, 'c1', 'Ada'), (2, 'c1', 'Bob');
+SELECT * FROM members_before ORDER BY id;
+UPDATE members_before SET name = 'Bobby' WHERE id = 2;
+SELECT * FROM members_before ORDER BY id;
+DELETE FROM members_before WHERE id = 1;
+SELECT * FROM members_before ORDER BY id;
+-- RETURNING sees the row as inserted.
+INSERT INTO members_before VALUES (3, 'c1', 'Cy') RETURNING *;
+SELECT * FROM queue;
+DELETE FROM webhooks.deliveries;
+
+--
+-- emit_trigger errors
+--
+-- no community_id column
+CREATE TABLE no_community (id int, name text);
+CREATE TRIGGER no_community_joined AFTER INSERT ON no_community
+    FOR EACH ROW EXECUTE FUNCTION webhooks.emit_trigger('member.joined');
+SELECT sqlstate_of($$INSERT INTO no_community VALUES (1, 'x')$$);
+-- the named column does not exist
+CREATE TRIGGER payments_failed AFTER UPDATE ON payments
+    FOR EACH ROW EXECUTE FUNCTION webhooks.emit_trigger('payment.failed', 'organisation');
+SELECT sqlstate_of($$UPDATE payments SET amount = 0 WHERE id = 10$$);
+DROP TRIGGER payments_failed ON payments;
+-- a NULL or empty community in the row
+SELECT sqlstate_of($$INSERT INTO members VALUES (7, NULL, 'Nul')$$);
+SELECT sqlstate_of($$INSERT INTO payments VALUES (13, NULL, 1)$$);
+SELECT sqlstate_of($$INSERT INTO members VALUES (8, '', 'Empty')$$);
+SELECT sqlstate_of($$INSERT INTO payments VALUES (14, '', 1)$$);
+-- a statement-level trigger
+CREATE TRIGGER members_stmt AFTER INSERT ON members
+    FOR EACH STATEMENT EXECUTE FUNCTION webhooks.emit_trigger('member.joined');
+SELECT sqlstate_of($$INSERT INTO members VALUES (9, 'c1', 'Stmt')$$);
+DROP TRIGGER members_stmt ON members;
+-- the wrong number of arguments
+CREATE TABLE args_test (id int, community_id text);
+CREATE TRIGGER no_args AFTER INSERT ON args_test
+    FOR EACH ROW EXECUTE FUNCTION webhooks.emit_trigger();
+SELECT sqlstate_of($$INSERT INTO args_test VALUES (1, 'c1')$$);
+DROP TRIGGER no_args ON args_test;
+CREATE TRIGGER three_args AFTER INSERT ON args_test
+    FOR EACH ROW EXECUTE FUNCTION webhooks.emit_trigger('member.joined', 'community_id', 'extra');
+SELECT sqlstate_of($$INSERT INTO args_test VALUES (2, 'c1')$$);
+DROP TRIGGER three_args ON args_test;
+-- an unknown event type
+CREATE TRIGGER unknown_event AFTER INSERT ON args_test
+    FOR EACH ROW EXECUTE FUNCTION webhooks.emit_trigger('member.teleported');
+SELECT sqlstate_of($$INSERT INTO args_test VALUES (3, 'c1')$$);
+DROP TRIGGER unknown_event ON args_test;
+-- called directly, not as a trigger
+SELECT sqlstate_of($$SELECT webhooks.emit_trigger()$$);
+-- None of the failed statements changed anything.
+SELECT count(*) AS queued FROM webhooks.deliveries;
+SELECT (SELECT count(*) FROM members) AS members,
+       (SELECT count(*) FROM payments) AS payments,
+       (SELECT count(*) FROM no_community) AS no_community,
+       (SELECT count(*) FROM args_test) AS args_test;
+
+-- Clean up.
+DROP TABLE members, payments, members_by_number, members_before,
+    no_community, args_test;
+DROP VIEW queue;
+SELECT webhooks.webhook_delete(community_id, id)
+FROM webhooks.webhooks ORDER BY created_at;
+SELECT count(*) AS webhooks FROM webhooks.webhooks;
+SELECT count(*) AS deliveries FROM webhooks.deliveries;
+
+-- Dropping and re-creating the extension in the same session: emit's
+-- cached statement follows the new tables.
+DROP EXTENSION webhooks;
+-- (PostgreSQL creates the schema named in the control file without making
+-- it a member of the extension, so the empty schema stays)
+SELECT count(*) AS schemas FROM pg_namespace WHERE nspname = 'webhooks';
+SELECT count(*) AS objects FROM pg_class
+WHERE relnamespace = 'webhooks'::regnamespace;
+CREATE EXTENSION webhooks;
+SELECT id AS fresh FROM webhooks.webhook_create('c1', 'https://example.com/fresh',
+                                                ARRAY['member.joined']) \gset
+SELECT webhooks.emit('c1', 'member.joined', '{"again": true}') IS NOT NULL AS emitted;
+SELECT webhook_id = :'fresh' AS to_fresh, event, payload, state
+FROM webhooks.deliveries;
+SELECT webhooks.webhook_delete('c1', :'fresh');
+SELECT count(*) AS deliveries FROM webhooks.deliveries;
