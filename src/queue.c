@@ -28,20 +28,36 @@ static SPIPlanPtr claim_plan = NULL;
 static SPIPlanPtr lock_plan = NULL;
 static SPIPlanPtr record_plan = NULL;
 
+/*
+ * The rows are chosen by a plain ordered LIMIT on the partial index of
+ * pending rows, so a claim costs the same with ten or a million due.
+ * Webhooks at their concurrency limit are passed over, but only within a
+ * window at the head of the queue ($3 rows): a saturated endpoint with a
+ * large backlog must not make every claim read all of it.  The url and
+ * secret are joined only to the rows claimed.
+ */
 static const char *claim_sql =
-"WITH c AS ("
-"  SELECT d.id, w.url, w.secret"
-"  FROM webhooks.deliveries d"
-"  LEFT JOIN webhooks.webhooks w ON w.id = d.webhook_id AND w.is_active"
-"  WHERE d.state = 'pending' AND d.next_attempt_at <= now()"
-"    AND d.webhook_id <> ALL ($2)"
-"  ORDER BY d.next_attempt_at, d.id"
-"  LIMIT $1"
-"  FOR UPDATE OF d SKIP LOCKED) "
-"UPDATE webhooks.deliveries d SET state = 'sending' "
-"FROM c WHERE d.id = c.id "
-"RETURNING d.id, d.webhook_id, d.event_id, d.event, d.community_id,"
-"  d.payload::text, d.emitted_at, d.attempts, c.url, c.secret";
+"WITH head AS ("
+"  SELECT id, webhook_id FROM webhooks.deliveries"
+"  WHERE state = 'pending' AND next_attempt_at <= now()"
+"  ORDER BY next_attempt_at, id"
+"  LIMIT $3"
+"), c AS ("
+"  SELECT d.id FROM webhooks.deliveries d"
+"  WHERE d.id IN (SELECT id FROM head WHERE webhook_id <> ALL ($2) LIMIT $1)"
+"    AND d.state = 'pending'"
+"  FOR UPDATE SKIP LOCKED"
+"), u AS ("
+"  UPDATE webhooks.deliveries d SET state = 'sending'"
+"  FROM c WHERE d.id = c.id"
+"  RETURNING d.id, d.webhook_id, d.event_id, d.event, d.community_id,"
+"    d.payload::text AS payload, d.emitted_at, d.attempts"
+") "
+"SELECT u.*, w.url, w.secret FROM u"
+"  LEFT JOIN webhooks.webhooks w ON w.id = u.webhook_id AND w.is_active";
+
+/* How many rows at the head of the queue a claim looks through */
+#define CLAIM_WINDOW(limit) Max(2000, 4 * (limit))
 
 static const char *lock_sql =
 "SELECT 1 FROM webhooks.deliveries WHERE id = ANY ($1) ORDER BY id FOR UPDATE";
@@ -148,9 +164,9 @@ int
 webhooks_queue_claim(int limit, pg_uuid_t *skip, int nskip,
 					 Delivery **deliveries, MemoryContext cxt)
 {
-	Oid			argtypes[2] = {INT4OID, UUIDARRAYOID};
-	Datum		args[2];
-	SPIPlanPtr	plan = prepare_once(&claim_plan, claim_sql, 2, argtypes);
+	Oid			argtypes[3] = {INT4OID, UUIDARRAYOID, INT4OID};
+	Datum		args[3];
+	SPIPlanPtr	plan = prepare_once(&claim_plan, claim_sql, 3, argtypes);
 	MemoryContext caller = cxt;
 	Delivery   *result;
 	int			ret;
@@ -158,8 +174,9 @@ webhooks_queue_claim(int limit, pg_uuid_t *skip, int nskip,
 
 	args[0] = Int32GetDatum(limit);
 	args[1] = uuid_array(skip, nskip);
+	args[2] = Int32GetDatum(CLAIM_WINDOW(limit));
 	ret = SPI_execute_plan(plan, args, NULL, false, 0);
-	if (ret != SPI_OK_UPDATE_RETURNING)
+	if (ret != SPI_OK_SELECT)
 		elog(ERROR, "could not claim deliveries: %s",
 			 SPI_result_code_string(ret));
 
@@ -193,23 +210,27 @@ webhooks_queue_claim(int limit, pg_uuid_t *skip, int nskip,
 }
 
 /*
- * When the next pending delivery (outside the skipped webhooks) is due.
- * Returns false if nothing is pending.
+ * When the next pending delivery (outside the skipped webhooks) is due,
+ * looking at the same window as a claim.  Returns false if none is found
+ * there; the skipped webhooks' own completions lead to the next claim.
  */
 bool
 webhooks_queue_next_due(pg_uuid_t *skip, int nskip, TimestampTz *due)
 {
-	Oid			argtypes[1] = {UUIDARRAYOID};
-	Datum		args[1];
+	Oid			argtypes[2] = {UUIDARRAYOID, INT4OID};
+	Datum		args[2];
 	bool		isnull;
 	int			ret;
 
 	args[0] = uuid_array(skip, nskip);
-	ret = SPI_execute_with_args("SELECT min(next_attempt_at) "
-								"FROM webhooks.deliveries "
-								"WHERE state = 'pending' "
-								"AND webhook_id <> ALL ($1)",
-								1, argtypes, args, NULL, true, 1);
+	args[1] = Int32GetDatum(CLAIM_WINDOW(webhooks_batch_size));
+	ret = SPI_execute_with_args("SELECT min(next_attempt_at) FROM ("
+								"  SELECT next_attempt_at, webhook_id"
+								"  FROM webhooks.deliveries"
+								"  WHERE state = 'pending'"
+								"  ORDER BY next_attempt_at, id LIMIT $2) head "
+								"WHERE webhook_id <> ALL ($1)",
+								2, argtypes, args, NULL, true, 1);
 	if (ret != SPI_OK_SELECT || SPI_processed != 1)
 		elog(ERROR, "could not find the next due delivery: %s",
 			 SPI_result_code_string(ret));

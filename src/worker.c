@@ -649,6 +649,14 @@ webhooks_worker_main(Datum main_arg)
 	/* A lost commit of the worker's only repeats an attempt. */
 	SetConfigOption("synchronous_commit", "off", PGC_SUSET, PGC_S_OVERRIDE);
 
+	/*
+	 * A backlog committed at once has one next_attempt_at, and before
+	 * ANALYZE the planner would sort all of it on every claim instead of
+	 * reading the first rows of the due index.  No statement of the
+	 * worker's needs a sort, so never choose one.
+	 */
+	SetConfigOption("enable_sort", "off", PGC_SUSET, PGC_S_OVERRIDE);
+
 	if (webhooks_shared != NULL && webhooks_shared->worker_pid != 0 &&
 		kill(webhooks_shared->worker_pid, 0) == 0)
 	{
