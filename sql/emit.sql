@@ -242,3 +242,22 @@ SELECT webhook_id = :'fresh' AS to_fresh, event, payload, state
 FROM webhooks.deliveries;
 SELECT webhooks.webhook_delete('c1', :'fresh');
 SELECT count(*) AS deliveries FROM webhooks.deliveries;
+
+-- emit() has no SET search_path (it is on every row's path), so every name
+-- in its statement is qualified: an operator planted on the caller's
+-- search_path must change nothing.
+CREATE SCHEMA evil;
+CREATE FUNCTION evil.always(text, text) RETURNS boolean
+  LANGUAGE sql AS 'SELECT true';
+CREATE OPERATOR evil.= (LEFTARG = text, RIGHTARG = text, FUNCTION = evil.always);
+SELECT id AS other FROM webhooks.webhook_create('someone-else',
+  'https://example.com/other', ARRAY['member.joined']) \gset
+SELECT count(*) > 0 AS some_subscribed_webhook FROM webhooks.webhooks
+WHERE is_active AND 'member.joined' = ANY (events);
+SET search_path = evil, pg_catalog, public;
+SELECT webhooks.emit('no-such-community', 'member.joined') IS NOT NULL AS emitted;
+RESET search_path;
+SELECT count(*) AS queued_for_nobody FROM webhooks.deliveries
+WHERE community_id = 'no-such-community';
+SELECT webhooks.webhook_delete('someone-else', :'other');
+DROP SCHEMA evil CASCADE;

@@ -32,19 +32,27 @@ PG_FUNCTION_INFO_V1(webhooks_emit_trigger);
 
 static SPIPlanPtr emit_plan = NULL;
 
+/*
+ * emit() and emit_trigger() are SECURITY DEFINER without a SET clause
+ * (saving and restoring a setting on every row would cost more than the
+ * rest of emitting), so every name here is schema-qualified and nothing
+ * depends on the caller's search_path.
+ */
 static const char *emit_sql =
 "WITH known AS ("
-"  SELECT EXISTS (SELECT 1 FROM webhooks.event_types WHERE name = $3) AS ok"
+"  SELECT EXISTS (SELECT 1 FROM webhooks.event_types t"
+"                 WHERE t.name OPERATOR(pg_catalog.=) $3) AS ok"
 "), queued AS ("
 "  INSERT INTO webhooks.deliveries"
 "         (webhook_id, event_id, event, community_id, payload, emitted_at)"
-"  SELECT w.id, $1, $3, $2, $4, now()"
+"  SELECT w.id, $1, $3, $2, $4, pg_catalog.now()"
 "  FROM webhooks.webhooks w"
-"  WHERE (SELECT ok FROM known) AND w.community_id = $2 AND w.is_active"
-"    AND $3 = ANY (w.events)"
+"  WHERE (SELECT ok FROM known)"
+"    AND w.community_id OPERATOR(pg_catalog.=) $2 AND w.is_active"
+"    AND $3 OPERATOR(pg_catalog.=) ANY (w.events)"
 "  RETURNING 1"
 ") "
-"SELECT (SELECT ok FROM known), (SELECT count(*) FROM queued)";
+"SELECT (SELECT ok FROM known), (SELECT pg_catalog.count(*) FROM queued)";
 
 /*
  * Queue one event for every active webhook of the community subscribed
