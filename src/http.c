@@ -51,6 +51,43 @@ struct WebhooksClient
 
 static bool curl_ready = false;
 
+/*
+ * Easy handles of finished requests, reset and kept for the next ones: a
+ * new handle costs allocations (and its buffers) on every request.
+ */
+#define HANDLE_POOL_SIZE 1024
+static CURL *handle_pool[HANDLE_POOL_SIZE];
+static int	handle_pool_len = 0;
+
+/* A clean easy handle, from the pool if one is there. */
+static CURL *
+get_handle(void)
+{
+	CURL	   *easy;
+
+	if (handle_pool_len > 0)
+		return handle_pool[--handle_pool_len];
+	easy = curl_easy_init();
+	if (easy == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OUT_OF_MEMORY),
+				 errmsg("out of memory")));
+	return easy;
+}
+
+/* Give a handle back: reset (all options cleared) into the pool, or freed. */
+static void
+put_handle(CURL *easy)
+{
+	if (handle_pool_len < HANDLE_POOL_SIZE)
+	{
+		curl_easy_reset(easy);
+		handle_pool[handle_pool_len++] = easy;
+	}
+	else
+		curl_easy_cleanup(easy);
+}
+
 /* Raise an error unless a libcurl call succeeded. */
 static void
 check_curl(CURLcode rc, const char *what)
@@ -275,11 +312,7 @@ webhooks_request_new(const WebhookMessage *msg, MemoryContext parent)
 				(errcode(ERRCODE_OUT_OF_MEMORY),
 				 errmsg("out of memory")));
 
-	easy = curl_easy_init();
-	if (easy == NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_OUT_OF_MEMORY),
-				 errmsg("out of memory")));
+	easy = get_handle();
 	req->easy = easy;
 
 	setopt(easy, CURLOPT_PRIVATE, req);
@@ -325,7 +358,7 @@ webhooks_request_free(WebhookRequest *req)
 {
 	Assert(!req->added);
 	if (req->easy)
-		curl_easy_cleanup(req->easy);
+		put_handle(req->easy);
 	curl_slist_free_all(req->headers);
 	MemoryContextDelete(req->cxt);
 }
