@@ -285,13 +285,18 @@ finish_attempt(WebhookRequest *req)
 	}
 	MemoryContextSwitchTo(old);
 
+	/* a lives in the request's memory: done with it before the free */
 	webhooks_request_free(req);
 	if (ep != NULL)
 	{
 		ep->in_flight--;
 		start_queued(ep);
 		if (ep->in_flight == 0 && ep->nqueued == 0)
-			hash_search(endpoints, &a->webhook_id, HASH_REMOVE, NULL);
+		{
+			pg_uuid_t	key = ep->webhook_id;
+
+			hash_search(endpoints, &key, HASH_REMOVE, NULL);
+		}
 	}
 }
 
