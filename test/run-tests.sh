@@ -11,11 +11,7 @@ set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 . "$repo/test/lib/deps.sh"
 
-ensure_packages $BASE_PACKAGES
-
-cd "$repo"
-make -s
-if [ "$(id -u)" -eq 0 ]; then make -s install >/dev/null; else sudo make -s install >/dev/null; fi
+build_and_install "$repo"
 
 work=$(stage_tree "$repo")
 trap 'rm -rf "$work"' EXIT

@@ -49,3 +49,15 @@ stage_tree() {
 	[ "$(id -u)" -eq 0 ] && chown -R "$TEST_USER": "$dest"
 	echo "$dest"
 }
+
+# Install what is missing, then build (with -Werror) and install the
+# extension from the checkout at $1.
+build_and_install() {
+	ensure_packages $BASE_PACKAGES "${@:2}"
+	make -s -C "$1"
+	if [ "$(id -u)" -eq 0 ]; then
+		make -s -C "$1" install >/dev/null
+	else
+		sudo make -s -C "$1" install >/dev/null
+	fi
+}
