@@ -72,8 +72,11 @@ CREATE TABLE webhooks.deliveries (
     last_status     int,
     last_error      text
 );
+-- Pending deliveries per webhook in due order: the worker's claims.
 CREATE INDEX deliveries_due_idx
-    ON webhooks.deliveries (next_attempt_at, id) WHERE state = 'pending';
+    ON webhooks.deliveries (webhook_id, next_attempt_at, id)
+    WHERE state = 'pending';
+-- Every delivery of a webhook: delete, deactivate, delivery_status.
 CREATE INDEX deliveries_webhook_idx
     ON webhooks.deliveries (webhook_id);
 COMMENT ON TABLE webhooks.deliveries IS

@@ -517,8 +517,13 @@ webhooks_client_create(void)
 void
 webhooks_client_configure(WebhooksClient *client)
 {
+	/*
+	 * No per-host cap: webhooks on one host (many customers of one SaaS)
+	 * would share it, and one slow webhook would hold every connection.
+	 * The worker limits each webhook to max_requests_per_endpoint itself.
+	 */
 	check_curlm(curl_multi_setopt(client->multi, CURLMOPT_MAX_HOST_CONNECTIONS,
-								  (long) webhooks_max_per_endpoint),
+								  0L),
 				"max host connections");
 	check_curlm(curl_multi_setopt(client->multi, CURLMOPT_MAX_TOTAL_CONNECTIONS,
 								  (long) webhooks_max_concurrent),

@@ -29,23 +29,54 @@ static SPIPlanPtr lock_plan = NULL;
 static SPIPlanPtr record_plan = NULL;
 
 /*
- * The rows are chosen by a plain ordered LIMIT on the partial index of
- * pending rows, so a claim costs the same with ten or a million due.
- * Webhooks at their concurrency limit are passed over, but only within a
- * window at the head of the queue ($3 rows): a saturated endpoint with a
- * large backlog must not make every claim read all of it.  The url and
- * secret are joined only to the rows claimed.
+ * The webhooks that have pending deliveries, found by skipping through the
+ * partial index on (webhook_id, next_attempt_at, id): one index descent per
+ * such webhook, however many deliveries each has, and none for webhooks
+ * with nothing queued.
+ */
+#define PENDING_WEBHOOKS \
+"WITH RECURSIVE hooks(webhook_id) AS (" \
+"  (SELECT webhook_id FROM webhooks.deliveries" \
+"   WHERE state = 'pending' ORDER BY webhook_id LIMIT 1)" \
+"  UNION ALL" \
+"  SELECT (SELECT d.webhook_id FROM webhooks.deliveries d" \
+"          WHERE d.state = 'pending' AND d.webhook_id > h.webhook_id" \
+"          ORDER BY d.webhook_id LIMIT 1)" \
+"  FROM hooks h WHERE h.webhook_id IS NOT NULL" \
+"), busy AS (" \
+"  SELECT * FROM unnest($2::uuid[], $4::int4[]) AS b(webhook_id, used)" \
+"), free AS (" \
+"  SELECT h.webhook_id, $3 - coalesce(b.used, 0) AS slots" \
+"  FROM hooks h LEFT JOIN busy b ON b.webhook_id = h.webhook_id" \
+"  WHERE h.webhook_id IS NOT NULL AND $3 - coalesce(b.used, 0) > 0" \
+")"
+
+/*
+ * Due deliveries are taken per webhook, oldest due first, and no more per
+ * webhook than it has free request slots ($3 = max_requests_per_endpoint
+ * minus what the worker holds for it: $2/$4 list the webhooks it holds
+ * requests for, with how many).  So a claim never takes rows a busy webhook
+ * could not send now, a webhook with a huge backlog cannot hide anyone
+ * else's rows, and a claim costs one index descent per webhook with
+ * pending rows plus the rows it takes.  The url and secret are joined only
+ * to the rows claimed.
  */
 static const char *claim_sql =
-"WITH head AS ("
-"  SELECT id, webhook_id FROM webhooks.deliveries"
-"  WHERE state = 'pending' AND next_attempt_at <= now()"
-"  ORDER BY next_attempt_at, id"
-"  LIMIT $3"
+PENDING_WEBHOOKS
+", due AS ("
+"  SELECT p.id, p.next_attempt_at"
+"  FROM free f"
+"  CROSS JOIN LATERAL ("
+"    SELECT d.id, d.next_attempt_at FROM webhooks.deliveries d"
+"    WHERE d.webhook_id = f.webhook_id AND d.state = 'pending'"
+"      AND d.next_attempt_at <= now()"
+"    ORDER BY d.next_attempt_at, d.id"
+"    LIMIT LEAST($1, f.slots)) p"
+"  ORDER BY p.next_attempt_at, p.id"
+"  LIMIT $1"
 "), c AS ("
 "  SELECT d.id FROM webhooks.deliveries d"
-"  WHERE d.id IN (SELECT id FROM head WHERE webhook_id <> ALL ($2) LIMIT $1)"
-"    AND d.state = 'pending'"
+"  WHERE d.id IN (SELECT id FROM due) AND d.state = 'pending'"
 "  FOR UPDATE SKIP LOCKED"
 "), u AS ("
 "  UPDATE webhooks.deliveries d SET state = 'sending'"
@@ -56,8 +87,16 @@ static const char *claim_sql =
 "SELECT u.*, w.url, w.secret FROM u"
 "  LEFT JOIN webhooks.webhooks w ON w.id = u.webhook_id AND w.is_active";
 
-/* How many rows at the head of the queue a claim looks through */
-#define CLAIM_WINDOW(limit) Max(2000, 4 * (limit))
+/* When the next delivery of a webhook with a free slot is due. */
+static const char *next_due_sql =
+PENDING_WEBHOOKS
+"SELECT min(p.next_attempt_at) FROM free f"
+"  CROSS JOIN LATERAL ("
+"    SELECT d.next_attempt_at FROM webhooks.deliveries d"
+"    WHERE d.webhook_id = f.webhook_id AND d.state = 'pending'"
+"    ORDER BY d.next_attempt_at, d.id LIMIT 1) p";
+
+static SPIPlanPtr next_due_plan = NULL;
 
 static const char *lock_sql =
 "SELECT 1 FROM webhooks.deliveries WHERE id = ANY ($1) ORDER BY id FOR UPDATE";
@@ -155,26 +194,38 @@ webhooks_queue_reset_sending(void)
 	return (int64) SPI_processed;
 }
 
+/* A one-dimensional int4 array. */
+static Datum
+int4_array(int32 *values, int n)
+{
+	Datum	   *elems = palloc(sizeof(Datum) * Max(n, 1));
+
+	for (int i = 0; i < n; i++)
+		elems[i] = Int32GetDatum(values[i]);
+	return make_array(elems, NULL, n, INT4OID);
+}
+
 /*
- * Claim up to limit due deliveries, skipping the given webhooks (those
- * already at their concurrency limit).  The rows are copied into cxt.
- * Returns how many were claimed.
+ * Claim up to limit due deliveries, no more per webhook than its free
+ * slots: busy[i] has used[i] of webhooks_max_per_endpoint taken.  The
+ * rows are copied into cxt.  Returns how many were claimed.
  */
 int
-webhooks_queue_claim(int limit, pg_uuid_t *skip, int nskip,
+webhooks_queue_claim(int limit, pg_uuid_t *busy, int32 *used, int nbusy,
 					 Delivery **deliveries, MemoryContext cxt)
 {
-	Oid			argtypes[3] = {INT4OID, UUIDARRAYOID, INT4OID};
-	Datum		args[3];
-	SPIPlanPtr	plan = prepare_once(&claim_plan, claim_sql, 3, argtypes);
+	Oid			argtypes[4] = {INT4OID, UUIDARRAYOID, INT4OID, INT4ARRAYOID};
+	Datum		args[4];
+	SPIPlanPtr	plan = prepare_once(&claim_plan, claim_sql, 4, argtypes);
 	MemoryContext caller = cxt;
 	Delivery   *result;
 	int			ret;
 	int			n;
 
 	args[0] = Int32GetDatum(limit);
-	args[1] = uuid_array(skip, nskip);
-	args[2] = Int32GetDatum(CLAIM_WINDOW(limit));
+	args[1] = uuid_array(busy, nbusy);
+	args[2] = Int32GetDatum(webhooks_max_per_endpoint);
+	args[3] = int4_array(used, nbusy);
 	ret = SPI_execute_plan(plan, args, NULL, false, 0);
 	if (ret != SPI_OK_SELECT)
 		elog(ERROR, "could not claim deliveries: %s",
@@ -210,27 +261,26 @@ webhooks_queue_claim(int limit, pg_uuid_t *skip, int nskip,
 }
 
 /*
- * When the next pending delivery (outside the skipped webhooks) is due,
- * looking at the same window as a claim.  Returns false if none is found
- * there; the skipped webhooks' own completions lead to the next claim.
+ * When the next pending delivery of a webhook with a free slot is due.
+ * Returns false if there is none; the busy webhooks' own completions lead
+ * to the next claim.
  */
 bool
-webhooks_queue_next_due(pg_uuid_t *skip, int nskip, TimestampTz *due)
+webhooks_queue_next_due(pg_uuid_t *busy, int32 *used, int nbusy,
+						TimestampTz *due)
 {
-	Oid			argtypes[2] = {UUIDARRAYOID, INT4OID};
-	Datum		args[2];
+	Oid			argtypes[4] = {INT4OID, UUIDARRAYOID, INT4OID, INT4ARRAYOID};
+	Datum		args[4];
 	bool		isnull;
 	int			ret;
 
-	args[0] = uuid_array(skip, nskip);
-	args[1] = Int32GetDatum(CLAIM_WINDOW(webhooks_batch_size));
-	ret = SPI_execute_with_args("SELECT min(next_attempt_at) FROM ("
-								"  SELECT next_attempt_at, webhook_id"
-								"  FROM webhooks.deliveries"
-								"  WHERE state = 'pending'"
-								"  ORDER BY next_attempt_at, id LIMIT $2) head "
-								"WHERE webhook_id <> ALL ($1)",
-								2, argtypes, args, NULL, true, 1);
+	args[0] = Int32GetDatum(1);
+	args[1] = uuid_array(busy, nbusy);
+	args[2] = Int32GetDatum(webhooks_max_per_endpoint);
+	args[3] = int4_array(used, nbusy);
+	ret = SPI_execute_plan(prepare_once(&next_due_plan, next_due_sql, 4,
+										argtypes),
+						   args, NULL, true, 1);
 	if (ret != SPI_OK_SELECT || SPI_processed != 1)
 		elog(ERROR, "could not find the next due delivery: %s",
 			 SPI_result_code_string(ret));

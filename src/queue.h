@@ -56,9 +56,10 @@ typedef struct AttemptRecord
 
 /* Each runs inside the caller's transaction, with SPI connected. */
 extern int64 webhooks_queue_reset_sending(void);
-extern int	webhooks_queue_claim(int limit, pg_uuid_t *skip, int nskip,
-								 Delivery **deliveries, MemoryContext cxt);
-extern bool webhooks_queue_next_due(pg_uuid_t *skip, int nskip,
+extern int	webhooks_queue_claim(int limit, pg_uuid_t *busy, int32 *used,
+								 int nbusy, Delivery **deliveries,
+								 MemoryContext cxt);
+extern bool webhooks_queue_next_due(pg_uuid_t *busy, int32 *used, int nbusy,
 									TimestampTz *due);
 extern void webhooks_queue_record(AttemptRecord *records, int n);
 extern int64 webhooks_queue_prune_log(int64 retention_s, int limit);

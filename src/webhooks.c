@@ -17,6 +17,7 @@
 #include "storage/ipc.h"
 #include "storage/lwlock.h"
 #include "storage/shmem.h"
+#include "tcop/utility.h"
 
 #include "http.h"
 #include "webhooks.h"
@@ -31,6 +32,7 @@ static bool wake_at_commit = false;
 
 static shmem_request_hook_type prev_shmem_request_hook = NULL;
 static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
+static ProcessUtility_hook_type prev_ProcessUtility = NULL;
 
 void		_PG_init(void);
 
@@ -103,6 +105,32 @@ webhooks_xact_callback(XactEvent event, void *arg)
 	}
 }
 
+/*
+ * COMMIT PREPARED commits deliveries queued by the session that prepared
+ * the transaction, whose commit callback never runs: wake the worker when
+ * the COMMIT PREPARED statement's own transaction commits.  (A spurious
+ * wake-up costs one claim.)
+ */
+static void
+webhooks_process_utility(PlannedStmt *pstmt, const char *queryString,
+						 bool readOnlyTree, ProcessUtilityContext context,
+						 ParamListInfo params, QueryEnvironment *queryEnv,
+						 DestReceiver *dest, QueryCompletion *qc)
+{
+	Node	   *parsetree = pstmt->utilityStmt;
+
+	if (prev_ProcessUtility)
+		prev_ProcessUtility(pstmt, queryString, readOnlyTree, context,
+							params, queryEnv, dest, qc);
+	else
+		standard_ProcessUtility(pstmt, queryString, readOnlyTree, context,
+								params, queryEnv, dest, qc);
+
+	if (IsA(parsetree, TransactionStmt) &&
+		((TransactionStmt *) parsetree)->kind == TRANS_STMT_COMMIT_PREPARED)
+		wake_at_commit = true;
+}
+
 /* Module load: define settings; when preloaded, shared memory and workers. */
 void
 _PG_init(void)
@@ -120,6 +148,8 @@ _PG_init(void)
 	shmem_request_hook = webhooks_shmem_request;
 	prev_shmem_startup_hook = shmem_startup_hook;
 	shmem_startup_hook = webhooks_shmem_startup;
+	prev_ProcessUtility = ProcessUtility_hook;
+	ProcessUtility_hook = webhooks_process_utility;
 
 	webhooks_http_global_init();
 	webhooks_register_launcher();

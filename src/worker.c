@@ -349,19 +349,24 @@ record_attempts(void)
 	nrecords = 0;
 }
 
-/* The webhooks at their limit, to leave out of the next claim. */
+/* The webhooks with requests held, and how many, for the next claim. */
 static int
-saturated_endpoints(pg_uuid_t **ids)
+busy_endpoints(pg_uuid_t **ids, int32 **used)
 {
 	HASH_SEQ_STATUS status;
 	Endpoint   *ep;
 	int			n = 0;
+	long		size = Max(hash_get_num_entries(endpoints), 1);
 
-	*ids = palloc(sizeof(pg_uuid_t) * Max(hash_get_num_entries(endpoints), 1));
+	*ids = palloc(sizeof(pg_uuid_t) * size);
+	*used = palloc(sizeof(int32) * size);
 	hash_seq_init(&status, endpoints);
 	while ((ep = hash_seq_search(&status)) != NULL)
-		if (ep->in_flight + ep->nqueued >= webhooks_max_per_endpoint)
-			(*ids)[n++] = ep->webhook_id;
+	{
+		(*ids)[n] = ep->webhook_id;
+		(*used)[n] = ep->in_flight + ep->nqueued;
+		n++;
+	}
 	return n;
 }
 
@@ -442,8 +447,8 @@ start_delivery(Delivery *d)
  * Returns how many were claimed, or -1 after an error.
  */
 static int
-claim_and_start(int limit, pg_uuid_t *skip, int nskip, bool *has_due,
-				TimestampTz *next_due)
+claim_and_start(int limit, pg_uuid_t *busy, int32 *used, int nbusy,
+				bool *has_due, TimestampTz *next_due)
 {
 	MemoryContext cxt = CurrentMemoryContext;
 	Delivery   *volatile deliveries = NULL;
@@ -456,10 +461,11 @@ claim_and_start(int limit, pg_uuid_t *skip, int nskip, bool *has_due,
 		Delivery   *claimed;
 
 		begin_work("claiming deliveries");
-		n = webhooks_queue_claim(limit, skip, nskip, &claimed, claim_cxt);
+		n = webhooks_queue_claim(limit, busy, used, nbusy, &claimed,
+								 claim_cxt);
 		deliveries = claimed;
 		if (n < limit)
-			*has_due = webhooks_queue_next_due(skip, nskip, next_due);
+			*has_due = webhooks_queue_next_due(busy, used, nbusy, next_due);
 		end_work();
 	}
 	PG_CATCH();
@@ -575,13 +581,15 @@ deliver_forever(void)
 		if (claim_now && (free_slots >= min_claim ||
 						  (busy == 0 && free_slots > 0)))
 		{
-			pg_uuid_t  *skip;
-			int			nskip = saturated_endpoints(&skip);
+			pg_uuid_t  *busy_ids;
+			int32	   *used;
+			int			nbusy = busy_endpoints(&busy_ids, &used);
 			int			limit = Min(free_slots, webhooks_batch_size);
 			int			n;
 
 			has_due = false;
-			n = claim_and_start(limit, skip, nskip, &has_due, &next_due);
+			n = claim_and_start(limit, busy_ids, used, nbusy, &has_due,
+								&next_due);
 			if (n < 0)
 			{
 				/* The error is logged; try again in a second. */
@@ -661,6 +669,9 @@ webhooks_worker_main(Datum main_arg)
 	 * worker's needs a sort, so never choose one.
 	 */
 	SetConfigOption("enable_sort", "off", PGC_SUSET, PGC_S_OVERRIDE);
+	/* Short queries only: never spend 100+ ms compiling one (enable_sort
+	 * = off inflates the cost of any plan that must sort past jit_above_cost). */
+	SetConfigOption("jit", "off", PGC_SUSET, PGC_S_OVERRIDE);
 
 	if (webhooks_shared != NULL && webhooks_shared->worker_pid != 0 &&
 		kill(webhooks_shared->worker_pid, 0) == 0)

@@ -1,0 +1,116 @@
+# Isolation: a hanging endpoint keeps its own deliveries waiting and no one
+# else's.  With webhooks.timeout = 3s, every healthy delivery must arrive
+# before the first hanging attempt could have timed out, measured with the
+# receivers' own timestamps:
+#   - 20 hanging + 50 healthy, one host (the common case);
+#   - the hanging webhook at its full max_requests_per_endpoint, one host;
+#   - a hanging backlog of 1000, then of 5000 (each webhook on its own host).
+use strict;
+use warnings;
+use FindBin;
+use lib "$FindBin::RealBin/..";
+use WebhooksTest;
+use Test::More;
+use Time::HiRes qw(time);
+
+my $TIMEOUT = 3.0;    # webhooks.timeout of new_node
+my $node = new_node('isolation');
+my $per_ep = $node->safe_psql('postgres', 'SHOW webhooks.max_requests_per_endpoint');
+
+sub times_of { return sort { $a <=> $b } map { $_->{time} } @_; }
+
+sub emit_n
+{
+	my ($community, $event, $n) = @_;
+	$node->safe_psql('postgres', "SELECT count(webhooks.emit('$community', '$event', "
+		  . "jsonb_build_object('n', g))) FROM generate_series(1, $n) g");
+}
+
+# A fresh worker, without what an earlier scenario left in its memory.
+sub restart_node
+{
+	$node->restart;
+	ok($node->poll_query_until('postgres', q{
+		SELECT count(*) = 1 FROM pg_stat_activity WHERE backend_type = 'webhooks worker'}),
+		'worker running after restart');
+}
+
+# ---------------------------------------------------------------------
+# 20 hanging, then 50 healthy, same community, same host.
+my $recv = start_receiver();
+my ($hang) = create_webhook($node, 'I', "$recv->{base}/hang", '{member.left}');
+my ($ok) = create_webhook($node, 'I', "$recv->{base}/status/200", '{member.updated}');
+emit_n('I', 'member.left', 20);
+# The first hanging request is in flight: its timeout is running.
+wait_for_requests($recv, 1, sub { $_[0]{path} eq '/hang' }, 30);
+emit_n('I', 'member.updated', 50);
+my @good = wait_for_requests($recv, 50, sub { $_[0]{path} eq '/status/200' }, 30);
+is(scalar @good, 50, 'all 50 events to the healthy endpoint arrive');
+my @h = grep { $_->{path} eq '/hang' } requests($recv);
+my ($first_hang) = times_of(@h);
+my $last_good = (times_of(@good))[-1] // 1e10;
+cmp_ok($last_good - $first_hang, '<', $TIMEOUT,
+	'all before the first hanging attempt could time out');
+note(sprintf('last healthy delivery %.3f s after the first hanging request; %d hanging requests by then',
+	$last_good - $first_hang, scalar @h));
+is($node->safe_psql('postgres',
+	"SELECT count(*) FROM webhooks.deliveries WHERE webhook_id = '$hang'"),
+	'20', 'the 20 hanging deliveries are still queued');
+ok($node->poll_query_until('postgres', qq{
+	SELECT count(*) > 0 FROM webhooks.webhook_logs('I', '$hang', 1, 50)
+	WHERE status_code IS NULL AND error IS NOT NULL}),
+	'a hanging attempt is logged as a failure after the timeout');
+$node->safe_psql('postgres', "SELECT webhooks.webhook_delete('I', '$hang')");
+
+# ---------------------------------------------------------------------
+# The hanging webhook at its full share of requests, on the host the
+# healthy one uses too (a fresh receiver: no earlier request open there).
+my $recv2 = start_receiver();
+my ($hang2) = create_webhook($node, 'S', "$recv2->{base}/hang", '{member.left}');
+my ($ok2) = create_webhook($node, 'S', "$recv2->{base}/status/200", '{member.updated}');
+emit_n('S', 'member.left', $per_ep);
+my @h2 = wait_for_requests($recv2, $per_ep, sub { $_[0]{path} eq '/hang' }, 30);
+is(scalar @h2, $per_ep, "$per_ep requests hang at once");
+emit_n('S', 'member.updated', 10);
+my @good2 = wait_for_requests($recv2, 10, sub { $_[0]{path} eq '/status/200' }, 30);
+is(scalar @good2, 10, 'the 10 healthy events arrive');
+my $wait2 = ((times_of(@good2))[-1] // 1e10) - (times_of(@h2))[0];
+cmp_ok($wait2, '<', $TIMEOUT,
+	'before the first hanging attempt times out, though both webhooks are on one host')
+  or diag('connections per host seem capped at max_requests_per_endpoint for all webhooks together');
+note(sprintf('healthy delivered %.3f s after the first hanging request', $wait2));
+$node->safe_psql('postgres', "SELECT webhooks.webhook_delete('S', '$hang2')");
+
+# ---------------------------------------------------------------------
+# A hanging webhook with a backlog; events for another webhook committed
+# after it still go out at once.
+for my $backlog (1000, 5000)
+{
+	restart_node();
+	my $rh = start_receiver();
+	my $rg = start_receiver();
+	my $c = "Q$backlog";
+	my ($hq) = create_webhook($node, $c, "$rh->{base}/hang", '{member.left}');
+	my ($gq) = create_webhook($node, $c, "$rg->{base}/status/200", '{member.updated}');
+	emit_n($c, 'member.left', $backlog);
+	my @hq = wait_for_requests($rh, $per_ep, sub { 1 }, 30);
+	my $t_emit = time();
+	emit_n($c, 'member.updated', 10);
+	my @gq = wait_for_requests($rg, 10, sub { 1 }, 20);
+	is(scalar @gq, 10, "backlog $backlog: the 10 healthy events arrive (within 20 s)");
+	my $waited = ((times_of(@gq))[-1] // 1e10) - $t_emit;
+	cmp_ok($waited, '<', $TIMEOUT,
+		"backlog $backlog: before the first hanging attempt times out");
+	note(sprintf('backlog %d: healthy delivered %s s after its emit', $backlog,
+		@gq == 10 ? sprintf('%.3f', $waited) : '> 20'));
+	is($node->safe_psql('postgres', "SELECT count(*) FROM webhooks.deliveries WHERE webhook_id = '$hq'"),
+		$backlog, "backlog $backlog: the hanging webhook's deliveries all still queued");
+	$node->safe_psql('postgres', "SELECT webhooks.webhook_delete('$c', '$hq')");
+	stop_receiver($_) for ($rh, $rg);
+}
+
+my $log = PostgreSQL::Test::Utils::slurp_file($node->logfile);
+unlike($log, qr/ERROR:|PANIC:|terminated by signal/, 'no errors in the server log');
+stop_receiver($_) for ($recv, $recv2);
+$node->stop;
+done_testing();
