@@ -339,9 +339,6 @@ webhooks_request_new(const WebhookMessage *msg, MemoryContext parent)
 	setopt(easy, CURLOPT_WRITEFUNCTION, collect_response);
 	setopt(easy, CURLOPT_WRITEDATA, req);
 	setopt(easy, CURLOPT_ERRORBUFFER, req->errbuf);
-	/* Small buffers: bodies are small, and hundreds of requests are live. */
-	setopt(easy, CURLOPT_BUFFERSIZE, 16384L);
-	setopt(easy, CURLOPT_UPLOAD_BUFFERSIZE, 16384L);
 	if (!webhooks_allow_private_addresses)
 	{
 		setopt(easy, CURLOPT_OPENSOCKETFUNCTION, open_socket_guarded);

@@ -203,6 +203,21 @@ wait_for_requests($recv, 1, sub { $_[0]{path} eq '/trig' && $_[0]{body} =~ /"kep
 is(scalar(grep { $_->{body} =~ /"rolled"/ } requests($recv)), 0,
 	'a rolled-back trigger emit delivers nothing');
 
+# A burst: hundreds of requests at once, on reused connections and handles,
+# and not one failed attempt to a healthy endpoint.
+my ($bid) = create_webhook($node, 'burst', "$recv->{base}/burst", '{member.joined}');
+$node->safe_psql('postgres', q{
+	SELECT count(webhooks.emit('burst', 'member.joined', jsonb_build_object('n', g)))
+	FROM generate_series(1, 600) g});
+my @burst = wait_for_requests($recv, 600, sub { $_[0]{path} eq '/burst' }, 60);
+my %burst_ids = map { $_->{headers}{'webhook-id'} => 1 } @burst;
+is(scalar(keys %burst_ids), 600, 'burst: all 600 events arrived');
+$node->poll_query_until('postgres',
+	"SELECT count(*) = 0 FROM webhooks.deliveries WHERE community_id = 'burst'");
+is($node->safe_psql('postgres',
+	'SELECT count(*) FROM webhooks.delivery_attempts WHERE error IS NOT NULL'),
+	'0', 'no attempt to a healthy endpoint failed');
+
 my $log = PostgreSQL::Test::Utils::slurp_file($node->logfile);
 unlike($log, qr/ERROR:|PANIC:|terminated by signal/, 'no errors in the server log');
 
