@@ -264,24 +264,14 @@ collect_response(char *data, size_t size, size_t nmemb, void *userdata)
 #define setopt(easy, opt, value) \
 	check_curl(curl_easy_setopt((easy), (opt), (value)), #opt)
 
-/*
- * A signed POST of one message, ready to hand to a client.  All of it
- * lives in its own memory context under parent; free it with
- * webhooks_request_free.  Settings are read now.
- */
-WebhookRequest *
-webhooks_request_new(const WebhookMessage *msg, MemoryContext parent)
+/* Build the body, headers and libcurl handle of a request, in its context. */
+static void
+fill_request(WebhookRequest *req, const WebhookMessage *msg)
 {
-	MemoryContext cxt = AllocSetContextCreate(parent, "webhooks request",
-											  ALLOCSET_SMALL_SIZES);
-	MemoryContext old = MemoryContextSwitchTo(cxt);
-	WebhookRequest *req = palloc0(sizeof(WebhookRequest));
 	int64		now = (int64) time(NULL);
 	char	   *signature;
 	CURL	   *easy;
 
-	req->cxt = cxt;
-	req->retry_after_s = -1;
 	req->body = webhooks_build_body(msg, &req->body_len);
 
 	signature = webhooks_sign(msg->secret, msg->event_id, now, req->body,
@@ -291,8 +281,7 @@ webhooks_request_new(const WebhookMessage *msg, MemoryContext parent)
 		/* Not sendable; the caller records it as a failed attempt. */
 		req->done = true;
 		req->error = "the webhook's secret cannot be decoded";
-		MemoryContextSwitchTo(old);
-		return req;
+		return;
 	}
 
 	req->headers = curl_slist_append(req->headers,
@@ -344,8 +333,37 @@ webhooks_request_new(const WebhookMessage *msg, MemoryContext parent)
 		setopt(easy, CURLOPT_OPENSOCKETFUNCTION, open_socket_guarded);
 		setopt(easy, CURLOPT_OPENSOCKETDATA, req);
 	}
+}
 
-	MemoryContextSwitchTo(old);
+/*
+ * A signed POST of one message, ready to hand to a client.  All of it
+ * lives in its own memory context under parent; free it with
+ * webhooks_request_free.  Settings are read now.  On an error nothing is
+ * left behind: neither the context nor the libcurl handle.
+ */
+WebhookRequest *
+webhooks_request_new(const WebhookMessage *msg, MemoryContext parent)
+{
+	MemoryContext caller = CurrentMemoryContext;
+	MemoryContext cxt = AllocSetContextCreate(parent, "webhooks request",
+											  ALLOCSET_SMALL_SIZES);
+	WebhookRequest *req = MemoryContextAllocZero(cxt, sizeof(WebhookRequest));
+
+	req->cxt = cxt;
+	req->retry_after_s = -1;
+	PG_TRY();
+	{
+		MemoryContextSwitchTo(cxt);
+		fill_request(req, msg);
+		MemoryContextSwitchTo(caller);
+	}
+	PG_CATCH();
+	{
+		MemoryContextSwitchTo(caller);
+		webhooks_request_free(req);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
 	return req;
 }
 
