@@ -89,6 +89,9 @@ static MemoryContext requests_cxt = NULL;	/* parent of every request */
 static MemoryContext records_cxt = NULL;	/* attempts not yet recorded */
 static MemoryContext claim_cxt = NULL;	/* one claim's rows */
 
+/* Request slots freed since the last claim */
+static int	freed_since_claim = 0;
+
 static AttemptRecord *records = NULL;
 static int	nrecords = 0;
 static int	records_size = 0;
@@ -287,6 +290,7 @@ finish_attempt(WebhookRequest *req)
 
 	/* a lives in the request's memory: done with it before the free */
 	webhooks_request_free(req);
+	freed_since_claim++;
 	if (ep != NULL)
 	{
 		ep->in_flight--;
@@ -573,8 +577,15 @@ deliver_forever(void)
 			claim_now = true;
 		}
 
-		/* 3. Claim due deliveries while there is room. */
+		/*
+		 * 3. Claim due deliveries while there is room.  Claim again once
+		 * half a webhook's worth of slots came free, without waiting for the
+		 * attempts to be recorded: an endpoint at its limit must not idle
+		 * while its backlog waits.
+		 */
 		if (!claim_now && has_due && ms_until(next_due) == 0)
+			claim_now = true;
+		if (freed_since_claim >= Max(1, webhooks_max_per_endpoint / 2))
 			claim_now = true;
 		free_slots = webhooks_max_concurrent - busy;
 		min_claim = Max(1, Min(webhooks_batch_size, webhooks_max_concurrent) / 4);
@@ -588,6 +599,7 @@ deliver_forever(void)
 			int			n;
 
 			has_due = false;
+			freed_since_claim = 0;
 			n = claim_and_start(limit, busy_ids, used, nbusy, &has_due,
 								&next_due);
 			if (n < 0)
@@ -669,6 +681,15 @@ webhooks_worker_main(Datum main_arg)
 	 * worker's needs a sort, so never choose one.
 	 */
 	SetConfigOption("enable_sort", "off", PGC_SUSET, PGC_S_OVERRIDE);
+
+	/*
+	 * Likewise, plans made while the queue was nearly empty (one row
+	 * estimated) must stay right when a million rows arrive before the next
+	 * ANALYZE: every statement here is driven by a few ids or an index
+	 * range, so keep the planner on index paths.
+	 */
+	SetConfigOption("enable_seqscan", "off", PGC_SUSET, PGC_S_OVERRIDE);
+	SetConfigOption("enable_bitmapscan", "off", PGC_SUSET, PGC_S_OVERRIDE);
 	/* Short queries only: never spend 100+ ms compiling one (enable_sort
 	 * = off inflates the cost of any plan that must sort past jit_above_cost). */
 	SetConfigOption("jit", "off", PGC_SUSET, PGC_S_OVERRIDE);
