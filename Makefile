@@ -12,6 +12,7 @@ OBJS = \
 	src/emit.o \
 	src/queue.o \
 	src/launcher.o \
+	src/vacuum.o \
 	src/worker.o
 
 EXTENSION = webhooks

@@ -79,6 +79,17 @@ CREATE INDEX deliveries_due_idx
 -- Every delivery of a webhook: delete, deactivate, delivery_status.
 CREATE INDEX deliveries_webhook_idx
     ON webhooks.deliveries (webhook_id);
+-- A queue: rows are inserted, claimed and deleted all day.  Their dead
+-- index entries sit at the head of the due index, where every claim starts,
+-- until VACUUM removes them, so vacuum it early and without throttling.
+ALTER TABLE webhooks.deliveries SET (
+    autovacuum_vacuum_scale_factor = 0,
+    autovacuum_vacuum_threshold = 10000,
+    autovacuum_vacuum_insert_scale_factor = 0,
+    autovacuum_vacuum_insert_threshold = 10000,
+    autovacuum_analyze_scale_factor = 0,
+    autovacuum_analyze_threshold = 10000,
+    autovacuum_vacuum_cost_delay = 0);
 COMMENT ON TABLE webhooks.deliveries IS
 'Deliveries not yet made: pending, being sent, or failed after the last retry';
 

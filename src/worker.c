@@ -89,6 +89,12 @@ static MemoryContext requests_cxt = NULL;	/* parent of every request */
 static MemoryContext records_cxt = NULL;	/* attempts not yet recorded */
 static MemoryContext claim_cxt = NULL;	/* one claim's rows */
 
+/* Finished deliveries after which the queue is vacuumed (vacuum.c) */
+#define VACUUM_EVERY 100000
+
+/* Deliveries recorded since the last VACUUM of the queue was started */
+static int64 recorded_since_vacuum = 0;
+
 /* Request slots freed since the last claim */
 static int	freed_since_claim = 0;
 
@@ -346,6 +352,11 @@ record_attempts(void)
 						(errmsg("webhooks: could not record attempt %d of delivery " INT64_FORMAT,
 								records[i].attempt, records[i].delivery_id)));
 	}
+
+	recorded_since_vacuum += nrecords;
+	if (recorded_since_vacuum >= VACUUM_EVERY &&
+		webhooks_start_queue_vacuum(MyBgworkerEntry->bgw_extra))
+		recorded_since_vacuum = 0;
 
 	MemoryContextReset(records_cxt);
 	records = NULL;
