@@ -551,10 +551,16 @@ webhooks_client_configure(WebhooksClient *client)
 				"multiplexing");
 }
 
-/* Start a request; one that could not be built goes straight to done. */
+/*
+ * Start a request; one that could not be built or started goes straight
+ * to done, as a failed attempt.  Never raises an error, so a caller may
+ * move a request between its own lists before calling this.
+ */
 void
 webhooks_client_add(WebhooksClient *client, WebhookRequest *req)
 {
+	CURLMcode	rc;
+
 	req->started_at = GetCurrentTimestamp();
 	if (req->done || req->easy == NULL)
 	{
@@ -562,8 +568,15 @@ webhooks_client_add(WebhooksClient *client, WebhookRequest *req)
 		dlist_push_tail(&client->done, &req->node);
 		return;
 	}
-	check_curlm(curl_multi_add_handle(client->multi, req->easy),
-				"add request");
+	rc = curl_multi_add_handle(client->multi, req->easy);
+	if (rc != CURLM_OK)
+	{
+		/* A failed attempt like any other, recorded for its delivery. */
+		req->done = true;
+		req->error = MemoryContextStrdup(req->cxt, curl_multi_strerror(rc));
+		dlist_push_tail(&client->done, &req->node);
+		return;
+	}
 	req->added = true;
 	client->in_flight++;
 	dlist_push_tail(&client->running, &req->node);

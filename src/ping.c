@@ -29,27 +29,49 @@ PG_FUNCTION_INFO_V1(webhooks_test);
 
 #define TEST_EVENT "test.ping"
 
+/* A client for one request; if it cannot be made, the request is freed. */
+static WebhooksClient *
+client_for(WebhookRequest *req)
+{
+	WebhooksClient *volatile client = NULL;
+
+	PG_TRY();
+	{
+		client = webhooks_client_create();
+	}
+	PG_CATCH();
+	{
+		webhooks_request_free(req);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+	return client;
+}
+
 /* Send one request and wait for it; an ERROR (cancel) frees everything. */
 static void
 send_and_wait(WebhookRequest *req, AttemptRecord *record)
 {
-	WebhooksClient *client = webhooks_client_create();
-	WebhookRequest *done = NULL;
+	WebhooksClient *client = client_for(req);
+	WebhookRequest *volatile done = NULL;
 
 	PG_TRY();
 	{
+		WebhookRequest *got;
+
 		webhooks_client_add(client, req);
-		while ((done = webhooks_client_next_done(client)) == NULL)
+		while ((got = webhooks_client_next_done(client)) == NULL)
 		{
 			webhooks_client_wait(client, -1, PG_WAIT_EXTENSION);
 			CHECK_FOR_INTERRUPTS();
 		}
-		record->status_code = (int) done->status_code;
-		record->response_time_ms = done->response_time_ms;
-		record->started_at = done->started_at;
-		record->error = done->error ? pstrdup(done->error) : NULL;
-		record->response_body = (done->error && done->response_len > 0) ?
-			pstrdup(done->response) : NULL;
+		done = got;
+		record->status_code = (int) got->status_code;
+		record->response_time_ms = got->response_time_ms;
+		record->started_at = got->started_at;
+		record->error = got->error ? pstrdup(got->error) : NULL;
+		record->response_body = (got->error && got->response_len > 0) ?
+			pstrdup(got->response) : NULL;
 	}
 	PG_FINALLY();
 	{

@@ -414,3 +414,20 @@ webhooks_queue_prune_log(int64 retention_s, int limit)
 			 SPI_result_code_string(ret));
 	return (int64) SPI_processed;
 }
+
+/* Put one delivery the worker holds back to 'pending', due now. */
+void
+webhooks_queue_requeue(int64 delivery_id)
+{
+	Oid			argtypes[1] = {INT8OID};
+	Datum		args[1] = {Int64GetDatum(delivery_id)};
+	int			ret;
+
+	ret = SPI_execute_with_args("UPDATE webhooks.deliveries"
+								" SET state = 'pending', next_attempt_at = now()"
+								" WHERE id = $1 AND state = 'sending'",
+								1, argtypes, args, NULL, false, 0);
+	if (ret != SPI_OK_UPDATE)
+		elog(ERROR, "could not requeue delivery: %s",
+			 SPI_result_code_string(ret));
+}

@@ -63,5 +63,6 @@ extern bool webhooks_queue_next_due(pg_uuid_t *busy, int32 *used, int nbusy,
 									TimestampTz *due);
 extern void webhooks_queue_record(AttemptRecord *records, int n);
 extern int64 webhooks_queue_prune_log(int64 retention_s, int limit);
+extern void webhooks_queue_requeue(int64 delivery_id);
 
 #endif							/* WEBHOOKS_QUEUE_H */

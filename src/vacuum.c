@@ -22,6 +22,7 @@
 #include "parser/parse_node.h"
 #include "pgstat.h"
 #include "storage/ipc.h"
+#include "utils/memutils.h"
 #include "postmaster/bgworker.h"
 
 #include "worker.h"
@@ -57,7 +58,15 @@ webhooks_start_queue_vacuum(const char *dbname)
 	snprintf(worker.bgw_type, BGW_MAXLEN, "webhooks vacuum");
 	strlcpy(worker.bgw_extra, dbname, BGW_EXTRALEN);
 
-	return RegisterDynamicBackgroundWorker(&worker, &vacuum_handle);
+	/* The handle outlives the caller's memory context. */
+	{
+		MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+		bool		started = RegisterDynamicBackgroundWorker(&worker,
+															  &vacuum_handle);
+
+		MemoryContextSwitchTo(old);
+		return started;
+	}
 }
 
 /* Entry point: VACUUM webhooks.deliveries, then exit. */

@@ -103,10 +103,19 @@ static int	nrecords = 0;
 static int	records_size = 0;
 static TimestampTz first_record_at = 0;
 
-/* Start and end a short transaction with SPI connected. */
+/* The memory context the loop was in before the current transaction. */
+static MemoryContext work_cxt = NULL;
+
+/*
+ * Start and end a short transaction with SPI connected.  Ending it (commit
+ * or abort) returns to the memory context the caller was in: otherwise it
+ * would be TopMemoryContext, and what the loop allocates next would never
+ * be freed.
+ */
 static void
 begin_work(const char *activity)
 {
+	work_cxt = CurrentMemoryContext;
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
 	SPI_connect();
@@ -120,6 +129,7 @@ end_work(void)
 	SPI_finish();
 	PopActiveSnapshot();
 	CommitTransactionCommand();
+	MemoryContextSwitchTo(work_cxt);
 	pgstat_report_stat(false);
 	pgstat_report_activity(STATE_IDLE, NULL);
 }
@@ -132,6 +142,7 @@ recover_from_error(MemoryContext cxt)
 	EmitErrorReport();
 	FlushErrorState();
 	AbortCurrentTransaction();
+	MemoryContextSwitchTo(cxt);
 	pgstat_report_activity(STATE_IDLE, NULL);
 }
 
@@ -333,6 +344,33 @@ try_record(AttemptRecord *recs, int n)
 }
 
 /*
+ * Put back to 'pending' a delivery whose attempt could not be recorded,
+ * so it is tried again instead of staying 'sending' until a restart.
+ */
+static bool
+try_requeue(AttemptRecord *r)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	volatile bool ok = true;
+
+	if (r->outcome == OUTCOME_TEST)
+		return true;
+	PG_TRY();
+	{
+		begin_work("requeueing a delivery");
+		webhooks_queue_requeue(r->delivery_id);
+		end_work();
+	}
+	PG_CATCH();
+	{
+		recover_from_error(cxt);
+		ok = false;
+	}
+	PG_END_TRY();
+	return ok;
+}
+
+/*
  * Record every finished attempt in one transaction.  If the batch fails,
  * each attempt is tried alone, so one bad row cannot hold back the rest;
  * an attempt that still fails stays unrecorded and its delivery is sent
@@ -347,9 +385,9 @@ record_attempts(void)
 	if (!try_record(records, nrecords))
 	{
 		for (int i = 0; i < nrecords; i++)
-			if (!try_record(&records[i], 1))
+			if (!try_record(&records[i], 1) && !try_requeue(&records[i]))
 				ereport(WARNING,
-						(errmsg("webhooks: could not record attempt %d of delivery " INT64_FORMAT,
+						(errmsg("webhooks: could not record attempt %d of delivery " INT64_FORMAT "; it is sent again after a restart",
 								records[i].attempt, records[i].delivery_id)));
 	}
 
@@ -519,15 +557,20 @@ prune_chunk(void)
 	return deleted;
 }
 
-/* Delete log rows past webhooks.log_retention, a chunk at a time. */
-static void
+/*
+ * Delete log rows past webhooks.log_retention, a few chunks at a time.
+ * Returns true if more are left, so the caller comes back soon instead of
+ * in an hour: the log must not outgrow its retention at any rate.
+ */
+static bool
 prune_log(void)
 {
 	if (webhooks_log_retention_s <= 0)
-		return;
+		return false;
 	for (int round = 0; round < 10; round++)
 		if (prune_chunk() < PRUNE_CHUNK)
-			break;
+			return false;
+	return true;
 }
 
 /* Milliseconds from now until t, at least 0. */
@@ -634,9 +677,10 @@ deliver_forever(void)
 
 		if (ms_until(next_prune) == 0)
 		{
-			prune_log();
+			bool		more = prune_log();
+
 			next_prune = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
-													 PRUNE_INTERVAL_MS);
+													 more ? 1000 : PRUNE_INTERVAL_MS);
 		}
 
 		/* 4. Wait for sockets, timers, the latch, or the next due time. */

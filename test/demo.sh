@@ -19,8 +19,18 @@ chmod 755 "$demo"
 [ "$(id -u)" -eq 0 ] && chown "$TEST_USER": "$demo"
 receiver_pid=
 cleanup() {
-	[ -n "$receiver_pid" ] && kill "$receiver_pid" 2>/dev/null && wait "$receiver_pid" 2>/dev/null
-	[ -f "$demo/data/postmaster.pid" ] && as_test_user pg_ctl -D "$demo/data" -m fast stop >/dev/null 2>&1
+	# Best effort, every step: an error here must not skip the next one.
+	set +e
+	if [ -f "$demo/data/postmaster.pid" ]; then
+		as_test_user pg_ctl -D "$demo/data" -m fast -w stop >/dev/null 2>&1
+	fi
+	if [ -n "$receiver_pid" ]; then
+		# $! may be runuser, which does not pass the signal on: stop its
+		# child (the receiver) by PID first, then it.
+		pkill -TERM -P "$receiver_pid" 2>/dev/null
+		kill "$receiver_pid" 2>/dev/null
+		wait "$receiver_pid" 2>/dev/null
+	fi
 	rm -rf "$demo"
 }
 trap cleanup EXIT
