@@ -321,17 +321,23 @@ finish_attempt(WebhookRequest *req)
 	}
 }
 
-/* Record attempts in one transaction; false (error logged) if it failed. */
+/* Some work for run_in_transaction */
+typedef void (*WorkFunction) (void *arg);
+
+/*
+ * Run fn(arg) in a short transaction.  On an ERROR, log it, roll back and
+ * return false: one failure must not stop the worker.
+ */
 static bool
-try_record(AttemptRecord *recs, int n)
+run_in_transaction(const char *activity, WorkFunction fn, void *arg)
 {
 	MemoryContext cxt = CurrentMemoryContext;
 	volatile bool ok = true;
 
 	PG_TRY();
 	{
-		begin_work("recording delivery attempts");
-		webhooks_queue_record(recs, n);
+		begin_work(activity);
+		fn(arg);
 		end_work();
 	}
 	PG_CATCH();
@@ -343,6 +349,36 @@ try_record(AttemptRecord *recs, int n)
 	return ok;
 }
 
+/* Attempts to record, for run_in_transaction */
+typedef struct RecordBatch
+{
+	AttemptRecord *records;
+	int			n;
+} RecordBatch;
+
+static void
+record_batch(void *arg)
+{
+	RecordBatch *batch = (RecordBatch *) arg;
+
+	webhooks_queue_record(batch->records, batch->n);
+}
+
+static bool
+try_record(AttemptRecord *recs, int n)
+{
+	RecordBatch batch = {recs, n};
+
+	return run_in_transaction("recording delivery attempts", record_batch,
+							  &batch);
+}
+
+static void
+requeue_one(void *arg)
+{
+	webhooks_queue_requeue(((AttemptRecord *) arg)->delivery_id);
+}
+
 /*
  * Put back to 'pending' a delivery whose attempt could not be recorded,
  * so it is tried again instead of staying 'sending' until a restart.
@@ -350,24 +386,9 @@ try_record(AttemptRecord *recs, int n)
 static bool
 try_requeue(AttemptRecord *r)
 {
-	MemoryContext cxt = CurrentMemoryContext;
-	volatile bool ok = true;
-
 	if (r->outcome == OUTCOME_TEST)
 		return true;
-	PG_TRY();
-	{
-		begin_work("requeueing a delivery");
-		webhooks_queue_requeue(r->delivery_id);
-		end_work();
-	}
-	PG_CATCH();
-	{
-		recover_from_error(cxt);
-		ok = false;
-	}
-	PG_END_TRY();
-	return ok;
+	return run_in_transaction("requeueing a delivery", requeue_one, r);
 }
 
 /*
@@ -535,25 +556,22 @@ claim_and_start(int limit, pg_uuid_t *busy, int32 *used, int nbusy,
 	return n;
 }
 
+static void
+prune_one_chunk(void *arg)
+{
+	*(int64 *) arg = webhooks_queue_prune_log(webhooks_log_retention_s,
+											  PRUNE_CHUNK);
+}
+
 /* Delete one chunk of expired log rows; returns how many. */
 static int64
 prune_chunk(void)
 {
-	MemoryContext cxt = CurrentMemoryContext;
-	volatile int64 deleted = 0;
+	int64		deleted = 0;
 
-	PG_TRY();
-	{
-		begin_work("pruning the delivery log");
-		deleted = webhooks_queue_prune_log(webhooks_log_retention_s,
-										   PRUNE_CHUNK);
-		end_work();
-	}
-	PG_CATCH();
-	{
-		recover_from_error(cxt);
-	}
-	PG_END_TRY();
+	if (!run_in_transaction("pruning the delivery log", prune_one_chunk,
+							&deleted))
+		return 0;
 	return deleted;
 }
 
