@@ -20,7 +20,7 @@ use PostgreSQL::Test::Utils;
 use Test::More;
 use Time::HiRes qw(time usleep);
 
-our @EXPORT = qw(certs new_node start_receiver stop_receiver requests
+our @EXPORT = qw(certs init_node new_node start_receiver stop_receiver requests
   wait_until verify_signature create_webhook wait_for_worker
   wait_for_requests);
 
@@ -39,9 +39,10 @@ sub certs
 	return $certs;
 }
 
-# A started cluster with the extension installed in database postgres and
-# the worker running.  Extra settings may be given as one string.
-sub new_node
+# An initialised, not yet started cluster with the extension preloaded,
+# the throwaway CA, loopback allowed and short retries.  Extra settings may
+# be given as one string; they come last, so they win.
+sub init_node
 {
 	my ($name, $extra) = @_;
 	my $node = PostgreSQL::Test::Cluster->new($name);
@@ -57,6 +58,15 @@ webhooks.timeout = '3s'
 log_min_messages = log
 });
 	$node->append_conf('postgresql.conf', $extra) if defined $extra;
+	return $node;
+}
+
+# A started cluster with the extension installed in database postgres and
+# the worker running.
+sub new_node
+{
+	my ($name, $extra) = @_;
+	my $node = init_node($name, $extra);
 	$node->start;
 	$node->safe_psql('postgres', 'CREATE EXTENSION webhooks');
 	wait_for_worker($node);

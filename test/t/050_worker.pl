@@ -127,18 +127,7 @@ $node->stop;
 
 # ---------------------------------------------------------------------
 # A database that does not exist yet: the launcher waits, once, quietly.
-my $late = PostgreSQL::Test::Cluster->new('late');
-my $dir = certs();
-$late->init;
-$late->append_conf('postgresql.conf', qq{
-shared_preload_libraries = 'webhooks'
-webhooks.database_name = 'later'
-webhooks.ssl_ca_file = '$dir/ca.crt'
-webhooks.allow_private_addresses = on
-webhooks.retry_schedule = '200ms,400ms'
-webhooks.timeout = '3s'
-log_min_messages = log
-});
+my $late = init_node('late', "webhooks.database_name = 'later'");
 $late->start;
 $late->wait_for_log(qr/database "later" does not exist yet/);
 # Let the launcher look a few more times (it polls every 2 s).
