@@ -29,8 +29,15 @@ PG_CFLAGS = -Wall -Wextra -Werror -Wno-unused-parameter -Wno-missing-field-initi
 SHLIB_LINK = $(shell curl-config --libs) -lcrypto
 
 PG_CONFIG ?= pg_config
-PGXS := $(shell $(PG_CONFIG) --pgxs)
+PGXS := $(shell $(PG_CONFIG) --pgxs 2>/dev/null)
+ifneq ($(wildcard $(PGXS)),)
 include $(PGXS)
+else
+# A fresh machine has no server headers yet: the scripts behind demo, test
+# and bench install them; building needs them first.
+all install installcheck:
+	@echo "PostgreSQL 15 server headers are missing: run 'make demo' or 'make test' (they install what is missing), or apt-get install postgresql-server-dev-15" >&2; exit 1
+endif
 
 # The README's two commands; both install what a fresh machine lacks.
 .PHONY: test demo bench
