@@ -39,6 +39,10 @@ all install installcheck:
 	@echo "PostgreSQL 15 server headers are missing: run 'make demo' or 'make test' (they install what is missing), or apt-get install postgresql-server-dev-15" >&2; exit 1
 endif
 
+# PGXS tracks no header dependencies: rebuild every object when a header
+# changes, or a struct's layout differs between files.
+$(OBJS): $(wildcard src/*.h)
+
 # The README's two commands; both install what a fresh machine lacks.
 .PHONY: test demo bench
 test:
