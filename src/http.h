@@ -37,7 +37,6 @@ typedef struct WebhookRequest
 	MemoryContext cxt;			/* holds this struct and all it points to */
 	dlist_node	node;			/* in the client's done list */
 	void	   *owner;			/* the caller's own state */
-	int64		delivery_id;	/* 0 for a test ping */
 
 	CURL	   *easy;
 	struct curl_slist *headers;

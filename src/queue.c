@@ -399,8 +399,7 @@ webhooks_queue_prune_log(int64 retention_s, int limit)
 	cutoff_ms = (int64) time(NULL) * 1000 - retention_s * 1000;
 	if (cutoff_ms <= 0)
 		return 0;
-	for (int i = 0; i < 6; i++)
-		bound->data[i] = (cutoff_ms >> (8 * (5 - i))) & 0xff;
+	webhooks_uuid_v7_set_time(bound, cutoff_ms);
 
 	args[0] = UUIDPGetDatum(bound);
 	args[1] = Int32GetDatum(limit);

@@ -129,6 +129,14 @@ webhooks_sign(const char *secret, const char *msg_id, int64 timestamp,
 	return result;
 }
 
+/* Set the 48-bit Unix-milliseconds prefix of a version 7 UUID. */
+void
+webhooks_uuid_v7_set_time(pg_uuid_t *uuid, int64 unix_ms)
+{
+	for (int i = 0; i < 6; i++)
+		uuid->data[i] = (unix_ms >> (8 * (5 - i))) & 0xff;
+}
+
 /*
  * A version 7 UUID: 48 bits of Unix milliseconds, then random bits, so
  * that ids made later sort later and their index grows at one end.
@@ -137,14 +145,10 @@ void
 webhooks_uuid_v7_fill(pg_uuid_t *uuid)
 {
 	struct timeval tv;
-	uint64		ms;
 
 	gettimeofday(&tv, NULL);
-	ms = (uint64) tv.tv_sec * 1000 + tv.tv_usec / 1000;
-
 	strong_random(uuid->data + 6, UUID_LEN - 6);
-	for (int i = 0; i < 6; i++)
-		uuid->data[i] = (ms >> (8 * (5 - i))) & 0xff;
+	webhooks_uuid_v7_set_time(uuid, (int64) tv.tv_sec * 1000 + tv.tv_usec / 1000);
 	uuid->data[6] = (uuid->data[6] & 0x0f) | 0x70;	/* version 7 */
 	uuid->data[8] = (uuid->data[8] & 0x3f) | 0x80;	/* RFC 4122 variant */
 }

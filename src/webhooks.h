@@ -62,6 +62,7 @@ extern char *webhooks_new_secret(void);
 extern char *webhooks_sign(const char *secret, const char *msg_id,
 						   int64 timestamp, const char *body, size_t body_len);
 extern void webhooks_uuid_v7_fill(pg_uuid_t *uuid);
+extern void webhooks_uuid_v7_set_time(pg_uuid_t *uuid, int64 unix_ms);
 extern char *webhooks_uuid_to_cstring(const pg_uuid_t *uuid);
 
 /* api.c: lookups the other files share */

@@ -468,7 +468,6 @@ build_request(Delivery *d)
 	a->event = MemoryContextStrdup(req->cxt, d->event);
 	a->attempt = d->attempts + 1;
 	req->owner = a;
-	req->delivery_id = d->id;
 	return req;
 }
 
