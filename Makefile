@@ -16,10 +16,10 @@ OBJS = \
 	src/worker.o
 
 EXTENSION = webhooks
-DATA = sql/webhooks--1.0.sql
+DATA = sql/webhooks--1.0.sql sql/webhooks--1.0--1.0.1.sql
 PGFILEDESC = "webhooks - reliable outgoing webhooks for PostgreSQL"
 
-REGRESS = create management errors logs emit
+REGRESS = create management errors logs emit security
 REGRESS_OPTS = --temp-instance=./tmp_check --temp-config=test/regress.conf
 
 TAP_TESTS = 1

@@ -11,19 +11,31 @@
  * transaction leaves no delivery behind, and the worker cannot see one
  * before commit.
  *
+ * Rights: both functions are SECURITY INVOKER.  Everything that can run
+ * code the caller controls (turning a row into JSON calls casts and output
+ * functions of the row's column types, which any role may define for its
+ * own types) runs with the caller's rights.  Only the queueing statement,
+ * whose every name and operator is fixed here, runs as the function's
+ * owner, in a security-restricted context (queue_as_owner).  1.0 declared
+ * them SECURITY DEFINER, which let a caller's cast run as the owner; the
+ * library refuses to run emit_trigger under that declaration.
+ *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
 #include "access/htup_details.h"
 #include "catalog/pg_type.h"
+#include "catalog/pg_proc.h"
 #include "commands/trigger.h"
 #include "executor/spi.h"
 #include "fmgr.h"
+#include "miscadmin.h"
 #include "utils/builtins.h"
 #include "utils/json.h"
 #include "utils/jsonb.h"
 #include "utils/rel.h"
+#include "utils/syscache.h"
 
 #include "webhooks.h"
 
@@ -33,10 +45,10 @@ PG_FUNCTION_INFO_V1(webhooks_emit_trigger);
 static SPIPlanPtr emit_plan = NULL;
 
 /*
- * emit() and emit_trigger() are SECURITY DEFINER without a SET clause
- * (saving and restoring a setting on every row would cost more than the
- * rest of emitting), so every name here is schema-qualified and nothing
- * depends on the caller's search_path.
+ * The statement runs as the owner without a SET search_path (saving and
+ * restoring a setting on every row would cost more than the rest of
+ * emitting), so every name here is schema-qualified and nothing depends on
+ * the caller's search_path.
  */
 static const char *emit_sql =
 "WITH known AS ("
@@ -55,12 +67,52 @@ static const char *emit_sql =
 "SELECT (SELECT ok FROM known), (SELECT pg_catalog.count(*) FROM queued)";
 
 /*
+ * The owner of the SQL function being called (the extension's owner), who
+ * may write the queue; the caller need not.  Refuses a SECURITY DEFINER
+ * declaration when the function builds its payload from a caller's row:
+ * that would run the caller's casts as the owner.
+ */
+static Oid
+function_owner(FunctionCallInfo fcinfo, bool builds_payload)
+{
+	HeapTuple	tuple;
+	Form_pg_proc proc;
+	Oid			owner;
+	bool		secdef;
+
+	tuple = SearchSysCache1(PROCOID, ObjectIdGetDatum(fcinfo->flinfo->fn_oid));
+	if (!HeapTupleIsValid(tuple))
+		elog(ERROR, "cache lookup failed for function %u",
+			 fcinfo->flinfo->fn_oid);
+	proc = (Form_pg_proc) GETSTRUCT(tuple);
+	owner = proc->proowner;
+	secdef = proc->prosecdef;
+	ReleaseSysCache(tuple);
+
+	if (secdef && builds_payload)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("webhooks.emit_trigger() is declared SECURITY DEFINER"),
+				 errdetail("Version 1.0 of the extension declared it so, which runs the caller's casts with the owner's rights."),
+				 errhint("Run ALTER EXTENSION webhooks UPDATE.")));
+	return owner;
+}
+
+/*
  * Queue one event for every active webhook of the community subscribed
- * to it.  Returns the new event's id.
+ * to it, running the statement as "owner".  Returns the new event's id.
+ *
+ * The switch of user is restricted (SECURITY_RESTRICTED_OPERATION, as
+ * maintenance commands do) and covers only the prepared statement; an
+ * error inside it is unwound by the transaction's abort, which restores
+ * the caller's user.
  */
 static pg_uuid_t *
-emit_event(const char *community_id, const char *event, Datum payload)
+emit_event(Oid owner, const char *community_id, const char *event,
+		   Datum payload)
 {
+	Oid			save_userid;
+	int			save_sec_context;
 	Oid			argtypes[4] = {UUIDOID, TEXTOID, TEXTOID, JSONBOID};
 	Datum		args[4];
 	pg_uuid_t  *event_id = palloc(sizeof(pg_uuid_t));
@@ -80,6 +132,10 @@ emit_event(const char *community_id, const char *event, Datum payload)
 	args[2] = CStringGetTextDatum(event);
 	args[3] = payload;
 
+	GetUserIdAndSecContext(&save_userid, &save_sec_context);
+	SetUserIdAndSecContext(owner, save_sec_context |
+						   SECURITY_LOCAL_USERID_CHANGE |
+						   SECURITY_RESTRICTED_OPERATION);
 	SPI_connect();
 	if (emit_plan == NULL)
 	{
@@ -100,6 +156,7 @@ emit_event(const char *community_id, const char *event, Datum payload)
 	queued = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
 										 SPI_tuptable->tupdesc, 2, &isnull));
 	SPI_finish();
+	SetUserIdAndSecContext(save_userid, save_sec_context);
 
 	if (!known)
 		ereport(ERROR,
@@ -127,7 +184,7 @@ webhooks_emit(PG_FUNCTION_ARGS)
 				 errmsg("payload must not be null"),
 				 errhint("Pass '{}' for an event without data.")));
 
-	PG_RETURN_UUID_P(emit_event(community_id,
+	PG_RETURN_UUID_P(emit_event(function_owner(fcinfo, false), community_id,
 								TextDatumGetCString(PG_GETARG_DATUM(1)),
 								PG_GETARG_DATUM(2)));
 }
@@ -147,6 +204,7 @@ webhooks_emit_trigger(PG_FUNCTION_ARGS)
 	const char *column = "community_id";
 	int			attnum;
 	char	   *community_id;
+	Oid			owner;
 	Datum		json;
 	Datum		payload;
 
@@ -159,6 +217,8 @@ webhooks_emit_trigger(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
 				 errmsg("webhooks.emit_trigger() must be a FOR EACH ROW trigger"),
 				 errhint("Create the trigger with FOR EACH ROW.")));
+
+	owner = function_owner(fcinfo, true);
 
 	trigger = trigdata->tg_trigger;
 	if (trigger->tgnargs < 1 || trigger->tgnargs > 2)
@@ -196,11 +256,12 @@ webhooks_emit_trigger(PG_FUNCTION_ARGS)
 				 errmsg("community column \"%s\" of table \"%s\" is empty",
 						column, RelationGetRelationName(trigdata->tg_relation))));
 
+	/* With the caller's rights: this may call the caller's own casts. */
 	json = DirectFunctionCall1(row_to_json,
 							   heap_copy_tuple_as_datum(row, tupdesc));
 	payload = DirectFunctionCall1(jsonb_in,
 								  CStringGetDatum(TextDatumGetCString(json)));
-	emit_event(community_id, trigger->tgargs[0], payload);
+	emit_event(owner, community_id, trigger->tgargs[0], payload);
 
 	/* Leave the row as it is, whether fired before or after. */
 	if (TRIGGER_FIRED_BEFORE(trigdata->tg_event))

@@ -15,7 +15,7 @@
 #include "utils/array.h"
 #include "utils/uuid.h"
 
-#define WEBHOOKS_VERSION "1.0"
+#define WEBHOOKS_VERSION "1.0.1"
 #define WEBHOOKS_USER_AGENT "webhooks-postgresql/" WEBHOOKS_VERSION
 
 /* Longest accepted endpoint URL, in bytes */
