@@ -24,9 +24,11 @@ REGRESS_OPTS = --temp-instance=./tmp_check --temp-config=test/regress.conf
 
 TAP_TESTS = 1
 
-PG_CPPFLAGS = -Isrc $(shell curl-config --cflags)
+# Asked only when building, and quietly: on a fresh machine curl-config
+# appears once the scripts behind demo and test have installed libcurl.
+PG_CPPFLAGS = -Isrc $(shell curl-config --cflags 2>/dev/null)
 PG_CFLAGS = -Wall -Wextra -Werror -Wno-unused-parameter -Wno-missing-field-initializers -Wno-sign-compare
-SHLIB_LINK = $(shell curl-config --libs) -lcrypto
+SHLIB_LINK = $(shell curl-config --libs 2>/dev/null) -lcrypto
 
 PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs 2>/dev/null)

@@ -177,7 +177,7 @@ fmt_k() { # 20000 -> 20k, 1000000 -> 1M
 read -r pgport nginx_port dead_port <<<"$(helper ports 3)"
 clk_tck=$(getconf CLK_TCK)
 
-as_test_user bash "$repo/test/make-certs.sh" "$dir/certs" ||
+make_test_certs "$dir/certs" ||
 	die "could not make the throwaway certificates"
 
 sed -e "s|@DIR@|$dir|g" -e "s|@CERTS@|$dir/certs|g" -e "s|@PORT@|$nginx_port|g" \

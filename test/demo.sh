@@ -38,7 +38,7 @@ trap cleanup EXIT
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
 step "A throwaway CA and a local HTTPS receiver on 127.0.0.1"
-as_test_user bash "$repo/test/make-certs.sh" "$demo/certs"
+make_test_certs "$demo/certs"
 cp "$repo/test/receiver.py" "$demo/receiver.py"
 [ "$(id -u)" -eq 0 ] && chown -R "$TEST_USER": "$demo"
 as_test_user python3 "$demo/receiver.py" --cert "$demo/certs/server.crt" \
@@ -125,6 +125,11 @@ for _ in $(seq 1 100); do
 	[ "$left" = 0 ] && break
 	sleep 0.1
 done
+if [ "$left" != 0 ]; then
+	echo "demo: $left deliveries still queued after 10 s; server log:" >&2
+	tail -n 40 "$demo/server.log" >&2
+	exit 1
+fi
 
 step "What the receiver got (signatures verified here, independently)"
 psql -tA -F ' ' -c "SELECT '/' || community_id, secret FROM webhooks.webhooks" >"$demo/secrets"
@@ -132,6 +137,7 @@ python3 - "$demo/requests.jsonl" "$demo/secrets" <<'PY'
 import base64, hashlib, hmac, json, sys
 secrets = dict(line.split() for line in open(sys.argv[2]) if line.strip())
 print(f"{'path':8} {'type':18} {'webhook-id':36}  signature  data")
+seen = invalid = 0
 for line in open(sys.argv[1]):
     r = json.loads(line)
     h, body = r["headers"], r["body"]
@@ -142,6 +148,11 @@ for line in open(sys.argv[1]):
     event = json.loads(body)
     data = {k: v for k, v in event["data"].items() if k in ("name", "role", "amount_cents", "message")}
     print(f"{r['path']:8} {event['type']:18} {h['webhook-id']}  {'valid' if ok else 'INVALID'}      {json.dumps(data)}")
+    seen += 1
+    invalid += not ok
+# 2 pings, 4 events for acme, 2 for globex
+if seen != 8 or invalid:
+    sys.exit(f"demo: expected 8 requests with valid signatures, got {seen} ({invalid} invalid)")
 PY
 
 step "webhook_logs: every attempt, newest first"

@@ -32,8 +32,21 @@ if [ $status -ne 0 ]; then
 	exit $status
 fi
 
-if [ -x "$repo/test/bench.sh" ]; then
-	echo "==== benchmark smoke run (figures printed, not asserted) ===="
-	"$repo/test/bench.sh" --smoke
-fi
+# The README's commands must work from a checkout the test user cannot
+# enter (a clone in root's home, mode 700): run the demo and the benchmark
+# smoke run from such a copy.
+private=$(mktemp -d /tmp/webhooks-private.XXXXXX)
+trap 'rm -rf "$work" "$private"' EXIT
+tar -C "$repo" --exclude=.git --exclude='./tmp_check' --exclude='./results' \
+	-cf - . | tar -C "$private" -xf -
+chmod 700 "$private"
+echo "==== the demo, from a private checkout ($private, mode $(stat -c %a "$private")) ===="
+make -s -C "$private" demo >"$private.demo.log" 2>&1 || {
+	cat "$private.demo.log"; rm -f "$private.demo.log"
+	echo "the demo failed from a private checkout"; exit 1; }
+grep -E '^(/acme|/globex) ' "$private.demo.log"
+rm -f "$private.demo.log"
+
+echo "==== benchmark smoke run, from the private checkout (figures printed, not asserted) ===="
+"$private/test/bench.sh" --smoke
 echo "all tests passed"

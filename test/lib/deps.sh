@@ -30,13 +30,26 @@ export PATH="/usr/lib/postgresql/15/bin:$PATH"
 # The unprivileged OS user that runs clusters (initdb refuses root).
 TEST_USER=${TEST_USER:-postgres}
 
-# Run a command as TEST_USER when root, else as ourselves.
+# Run a command as TEST_USER when root, else as ourselves.  From /, since
+# the current directory may be one the test user cannot enter (every path
+# given to it is absolute).
 as_test_user() {
 	if [ "$(id -u)" -eq 0 ]; then
-		runuser -u "$TEST_USER" -- env PATH="$PATH" "$@"
+		(cd / && runuser -u "$TEST_USER" -- env PATH="$PATH" "$@")
 	else
 		"$@"
 	fi
+}
+
+# The checkout these scripts belong to.
+WEBHOOKS_REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+
+# Make the throwaway CA and certificates (test/make-certs.sh) in DIR, owned
+# by the test user.  Runs as the caller, who can read the checkout: the test
+# user may not even enter it (a clone in root's home, mode 700).
+make_test_certs() {
+	bash "$WEBHOOKS_REPO/test/make-certs.sh" "$1" || return 1
+	[ "$(id -u)" -ne 0 ] || chown -R "$TEST_USER": "$1"
 }
 
 # Copy the source tree to a fresh folder the test user owns (the checkout
