@@ -7,6 +7,7 @@ OBJS = \
 	src/validate.o \
 	src/signing.o \
 	src/api.o \
+	src/address.o \
 	src/http.o \
 	src/ping.o \
 	src/emit.o \

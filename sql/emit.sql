@@ -170,6 +170,21 @@ INSERT INTO members_before VALUES (3, 'c1', 'Cy') RETURNING *;
 SELECT * FROM queue;
 DELETE FROM webhooks.deliveries;
 
+-- A json column may hold \u0000, which jsonb cannot: the INSERT still
+-- succeeds, and the escape arrives as U+FFFD.  An escaped backslash before
+-- "u0000" is text, and stays as it is.
+CREATE TABLE members_json (id int, community_id text, profile json);
+CREATE TRIGGER mj_joined AFTER INSERT ON members_json
+    FOR EACH ROW EXECUTE FUNCTION webhooks.emit_trigger('member.joined');
+INSERT INTO members_json VALUES
+    (1, 'c1', '{"bio": "a\u0000b", "n": ["\u0000"]}'),
+    (2, 'c1', '{"path": "C:\\u0000"}');
+SELECT payload FROM webhooks.deliveries d JOIN hooks h ON h.id = d.webhook_id
+WHERE h.name = 'a' ORDER BY d.id;
+DELETE FROM webhooks.deliveries;
+-- A community id longer than 1024 bytes is refused clearly.
+SELECT sqlstate_of($$INSERT INTO members_json VALUES (3, repeat('c', 6400), '{}')$$);
+
 --
 -- emit_trigger errors
 --
@@ -219,7 +234,7 @@ SELECT (SELECT count(*) FROM members) AS members,
 
 -- Clean up.
 DROP TABLE members, payments, members_by_number, members_before,
-    no_community, args_test;
+    members_json, no_community, args_test;
 DROP VIEW queue;
 SELECT webhooks.webhook_delete(community_id, id)
 FROM webhooks.webhooks ORDER BY created_at;

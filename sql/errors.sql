@@ -54,6 +54,13 @@ SELECT sqlstate_of($$SELECT webhooks.webhook_create('c1', 'https://user@example.
 SELECT sqlstate_of($$SELECT webhooks.webhook_create('c1', 'https://:pw@example.com/', '{member.joined}')$$);
 SELECT sqlstate_of($$SELECT webhooks.webhook_create('c1', 'https://user;auth=NTLM@example.com/', '{member.joined}')$$);
 SELECT sqlstate_of($$SELECT webhooks.webhook_create('c1', 'https://example.com\@evil.example/', '{member.joined}')$$);
+-- even empty ones: libcurl would send "Authorization: Basic Og=="
+SELECT sqlstate_of($$SELECT webhooks.webhook_create('c1', 'https://:@example.com/', '{member.joined}')$$);
+SELECT sqlstate_of($$SELECT webhooks.webhook_create('c1', 'https://@example.com/', '{member.joined}')$$);
+SELECT sqlstate_of($$SELECT webhooks.webhook_create('c1', 'https://@example.com:8443/', '{member.joined}')$$);
+-- port 0
+SELECT sqlstate_of($$SELECT webhooks.webhook_create('c1', 'https://example.com:0/', '{member.joined}')$$);
+SELECT sqlstate_of($$SELECT webhooks.webhook_create('c1', 'https://example.com:00000/', '{member.joined}')$$);
 -- spaces and control characters
 SELECT sqlstate_of($$SELECT webhooks.webhook_create('c1', 'https://example.com/a b', '{member.joined}')$$);
 SELECT sqlstate_of($$SELECT webhooks.webhook_create('c1', ' https://example.com/', '{member.joined}')$$);
@@ -89,6 +96,9 @@ SELECT sqlstate_of(format($$SELECT webhooks.webhook_update('c1', %L, events => '
 SELECT sqlstate_of(format($$SELECT webhooks.webhook_update('c1', %L, events => ARRAY[NULL]::text[])$$, :'w'));
 SELECT sqlstate_of(format($$SELECT webhooks.webhook_update('c1', %L, events => ARRAY['member.nope'])$$, :'w'));
 SELECT sqlstate_of(format($$SELECT webhooks.webhook_update('c1', %L, events => ARRAY[['member.joined']])$$, :'w'));
+-- more than 1000 names (duplicates count: the bound comes before any work)
+SELECT sqlstate_of($$SELECT webhooks.webhook_create('c1', 'https://example.com/', array_fill('member.joined'::text, ARRAY[1001]))$$);
+SELECT sqlstate_of(format($$SELECT webhooks.webhook_update('c1', %L, events => (SELECT array_agg('e.' || i) FROM generate_series(1, 60000) i))$$, :'w'));
 -- is_active may be left out but not given as NULL in create
 SELECT sqlstate_of($$SELECT webhooks.webhook_create('c1', 'https://example.com/', '{member.joined}', NULL)$$);
 
@@ -113,6 +123,11 @@ SELECT sqlstate_of(format($$SELECT webhooks.webhook_test(NULL, %L)$$, :'w'));
 SELECT sqlstate_of(format($$SELECT webhooks.webhook_test('', %L)$$, :'w'));
 SELECT sqlstate_of($$SELECT webhooks.emit(NULL, 'member.joined', '{}')$$);
 SELECT sqlstate_of($$SELECT webhooks.emit('', 'member.joined', '{}')$$);
+-- longer than 1024 bytes: a clear error, not the btree's
+SELECT sqlstate_of($$SELECT webhooks.webhook_create(repeat('c', 6400), 'https://example.com/', '{member.joined}')$$);
+SELECT sqlstate_of($$SELECT webhooks.webhook_create(repeat('é', 513), 'https://example.com/', '{member.joined}')$$);
+SELECT sqlstate_of($$SELECT webhooks.webhook_list(repeat('c', 1025))$$);
+SELECT sqlstate_of($$SELECT webhooks.emit(repeat('c', 6400), 'member.joined', '{}')$$);
 
 --
 -- webhook id NULL, or not found
@@ -214,6 +229,14 @@ SELECT url FROM webhooks.webhook_create('c1', 'http://example.com/dev',
 RESET webhooks.allow_http;
 -- ...and off again, http is refused for new urls
 SELECT sqlstate_of($$SELECT webhooks.webhook_create('c1', 'http://example.com/dev2', '{member.joined}')$$);
+-- a community id of exactly 1024 bytes
+SELECT octet_length(community_id) FROM webhooks.webhook_create(repeat('é', 512),
+    'https://example.com/long', '{member.joined}');
+SELECT count(*) FROM webhooks.webhook_list(repeat('é', 512));
+-- 1000 names, duplicates dropped, first of each kept in order
+SELECT events FROM webhooks.webhook_create('c1', 'https://example.com/dups',
+    array_fill('member.left'::text, ARRAY[500])
+    || array_fill('member.joined'::text, ARRAY[499]) || '{member.left}'::text[]);
 -- an event type an operator added
 INSERT INTO webhooks.event_types VALUES ('invoice.paid', 'An invoice was paid');
 SELECT events FROM webhooks.webhook_create('c1', 'https://example.com/inv',

@@ -121,10 +121,7 @@ emit_event(Oid owner, const char *community_id, const char *event,
 	int64		queued;
 	int			ret;
 
-	if (community_id[0] == '\0')
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("community_id must not be empty")));
+	check_community_id_value(community_id);
 
 	webhooks_uuid_v7_fill(event_id);
 	args[0] = UUIDPGetDatum(event_id);
@@ -166,6 +163,34 @@ emit_event(Oid owner, const char *community_id, const char *event,
 	if (queued > 0)
 		webhooks_wake_worker_at_commit();
 	return event_id;
+}
+
+/*
+ * JSON text that jsonb accepts.  A json or text column may hold the escape
+ * \u0000, which jsonb (like every PostgreSQL text) cannot: rather than fail
+ * the application's INSERT, each such escape becomes \ufffd, the Unicode
+ * replacement character.  Other text is returned as it is.
+ */
+static char *
+jsonb_safe_text(char *json)
+{
+	bool		in_string = false;
+
+	if (strstr(json, "\\u0000") == NULL)
+		return json;
+	for (char *p = json; *p; p++)
+	{
+		if (*p == '"')
+			in_string = !in_string;
+		else if (in_string && *p == '\\')
+		{
+			if (p[1] == 'u' && strncmp(p + 2, "0000", 4) == 0)
+				memcpy(p + 2, "fffd", 4);
+			if (p[1] != '\0')
+				p++;			/* the escaped character is not a quote */
+		}
+	}
+	return json;
 }
 
 /* SQL: emit(community_id, event, payload) */
@@ -255,12 +280,13 @@ webhooks_emit_trigger(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("community column \"%s\" of table \"%s\" is empty",
 						column, RelationGetRelationName(trigdata->tg_relation))));
+	check_community_id_value(community_id);
 
 	/* With the caller's rights: this may call the caller's own casts. */
 	json = DirectFunctionCall1(row_to_json,
 							   heap_copy_tuple_as_datum(row, tupdesc));
 	payload = DirectFunctionCall1(jsonb_in,
-								  CStringGetDatum(TextDatumGetCString(json)));
+								  CStringGetDatum(jsonb_safe_text(TextDatumGetCString(json))));
 	emit_event(owner, community_id, trigger->tgargs[0], payload);
 
 	/* Leave the row as it is, whether fired before or after. */

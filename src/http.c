@@ -32,6 +32,7 @@
 #include "utils/json.h"
 #include "utils/memutils.h"
 
+#include "address.h"
 #include "http.h"
 #include "webhooks.h"
 
@@ -146,74 +147,6 @@ webhooks_build_body(const WebhookMessage *msg, size_t *len)
 }
 
 /*
- * Why an address may not be connected to while
- * webhooks.allow_private_addresses is off, or NULL if it may.
- */
-static const char *
-ipv4_block_reason(uint32 a)
-{
-	if ((a >> 24) == 0)
-		return "an unspecified address";
-	if ((a >> 24) == 127)
-		return "a loopback address";
-	if ((a >> 24) == 10 || (a >> 20) == (172 << 4 | 1) ||
-		(a >> 16) == (192 << 8 | 168))
-		return "a private address";
-	if ((a >> 16) == (169 << 8 | 254))
-		return "a link-local address";
-	if ((a >> 22) == (100 << 2 | 1))
-		return "a shared (carrier-grade NAT) address";
-	if ((a >> 8) == (192 << 16 | 0 << 8 | 0))
-		return "a protocol-assignment address";
-	if ((a >> 17) == (198 << 7 | 18 >> 1))
-		return "a benchmarking address";
-	if ((a >> 28) == 0xe)
-		return "a multicast address";
-	if ((a >> 28) == 0xf)
-		return "a reserved or broadcast address";
-	return NULL;
-}
-
-static const char *
-address_block_reason(const struct sockaddr *sa)
-{
-	if (sa->sa_family == AF_INET)
-	{
-		const struct sockaddr_in *in = (const struct sockaddr_in *) sa;
-
-		return ipv4_block_reason(ntohl(in->sin_addr.s_addr));
-	}
-	if (sa->sa_family == AF_INET6)
-	{
-		const uint8 *b = ((const struct sockaddr_in6 *) sa)->sin6_addr.s6_addr;
-		static const uint8 zero[16] = {0};
-		uint32		embedded = (uint32) b[12] << 24 | (uint32) b[13] << 16 |
-			(uint32) b[14] << 8 | b[15];
-
-		if (memcmp(b, zero, 16) == 0)
-			return "an unspecified address";
-		if (memcmp(b, zero, 15) == 0 && b[15] == 1)
-			return "a loopback address";
-		/* ::ffff:a.b.c.d (mapped), ::a.b.c.d (compatible), 64:ff9b::/96 */
-		if ((memcmp(b, zero, 10) == 0 && b[10] == 0xff && b[11] == 0xff) ||
-			memcmp(b, zero, 12) == 0 ||
-			(b[0] == 0x00 && b[1] == 0x64 && b[2] == 0xff && b[3] == 0x9b &&
-			 memcmp(b + 4, zero, 8) == 0))
-			return ipv4_block_reason(embedded);
-		if ((b[0] & 0xfe) == 0xfc)
-			return "a unique local (private) address";
-		if (b[0] == 0xfe && (b[1] & 0xc0) == 0x80)
-			return "a link-local address";
-		if (b[0] == 0xfe && (b[1] & 0xc0) == 0xc0)
-			return "a site-local address";
-		if (b[0] == 0xff)
-			return "a multicast address";
-		return NULL;
-	}
-	return "not an internet address";
-}
-
-/*
  * libcurl's open-socket callback: the address guard.  It sees every
  * address libcurl tries, after DNS, so a name that resolves to a private
  * address is caught as surely as a literal one.
@@ -223,7 +156,7 @@ open_socket_guarded(void *clientp, curlsocktype purpose,
 					struct curl_sockaddr *address)
 {
 	WebhookRequest *req = (WebhookRequest *) clientp;
-	const char *reason = address_block_reason(&address->addr);
+	const char *reason = webhooks_address_block_reason(&address->addr);
 
 	if (reason != NULL)
 	{

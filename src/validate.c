@@ -22,6 +22,7 @@
 #include "fmgr.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "miscadmin.h"
 #include "utils/lsyscache.h"
 
 #include "webhooks.h"
@@ -38,11 +39,29 @@ check_community_id(FunctionCallInfo fcinfo, int argno)
 				 errmsg("community_id must not be null")));
 
 	community_id = TextDatumGetCString(PG_GETARG_DATUM(argno));
-	if (community_id[0] == '\0')
+	check_community_id_value(community_id);
+	return community_id;
+}
+
+/*
+ * A community id's value: not empty, and no longer than an index entry may
+ * be (a longer one would fail deep inside a btree with a less clear error).
+ */
+void
+check_community_id_value(const char *community_id)
+{
+	size_t		len = strlen(community_id);
+
+	if (len == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("community_id must not be empty")));
-	return community_id;
+	if (len > WEBHOOKS_MAX_COMMUNITY_ID_BYTES)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("community_id is too long"),
+				 errdetail("The community_id is %zu bytes long; the limit is %d bytes.",
+						   len, WEBHOOKS_MAX_COMMUNITY_ID_BYTES)));
 }
 
 /* The webhook id argument: not NULL. */
@@ -90,6 +109,37 @@ url_has_part(CURLU *handle, CURLUPart part)
 
 	curl_free(value);
 	return has;
+}
+
+/*
+ * Does the URL's authority (between "://" and the next "/", "?" or "#")
+ * hold a user-info part, even an empty one ("https://@host/")?
+ */
+static bool
+url_has_userinfo(const char *url)
+{
+	const char *authority = strstr(url, "://");
+	size_t		len;
+
+	if (authority == NULL)
+		return false;
+	authority += 3;
+	len = strcspn(authority, "/?#");
+	return memchr(authority, '@', len) != NULL;
+}
+
+/* Is the URL's port, when it names one, a port one can connect to? */
+static bool
+url_port_ok(CURLU *handle)
+{
+	char	   *port = NULL;
+	bool		ok = true;
+
+	if (curl_url_get(handle, CURLUPART_PORT, &port, 0) == CURLUE_OK &&
+		port != NULL)
+		ok = (strtol(port, NULL, 10) > 0);
+	curl_free(port);
+	return ok;
 }
 
 /*
@@ -160,15 +210,19 @@ check_url(text *url_text)
 		/* libcurl would read "https:///x" as a url for the host "x" */
 		detail = "The url has no host.";
 	}
-	else if (url_has_part(handle, CURLUPART_USER) ||
+	else if (url_has_userinfo(url) ||
+			 url_has_part(handle, CURLUPART_USER) ||
 			 url_has_part(handle, CURLUPART_PASSWORD) ||
 			 url_has_part(handle, CURLUPART_OPTIONS))
 	{
+		/* even "https://:@host/": libcurl would send "Basic Og==" */
 		detail = "A url must not carry credentials.";
 		hint = "Authenticate the request by its signature instead.";
 	}
 	else if (!url_has_part(handle, CURLUPART_HOST))
 		detail = "The url has no host.";
+	else if (!url_port_ok(handle))
+		detail = "The url's port must be between 1 and 65535.";
 
 	curl_free(scheme);
 	curl_url_cleanup(handle);
@@ -176,6 +230,35 @@ check_url(text *url_text)
 	if (detail != NULL)
 		url_error(url, detail, hint);
 	return url;
+}
+
+/* An event name and where it stood in the caller's array */
+typedef struct EventName
+{
+	text	   *name;
+	int			position;
+} EventName;
+
+/* Bytewise order of two texts (the "C" collation). */
+static int
+compare_names(text *a, text *b)
+{
+	int			alen = VARSIZE_ANY_EXHDR(a);
+	int			blen = VARSIZE_ANY_EXHDR(b);
+	int			cmp = memcmp(VARDATA_ANY(a), VARDATA_ANY(b), Min(alen, blen));
+
+	return cmp != 0 ? cmp : (alen > blen) - (alen < blen);
+}
+
+/* qsort order: by name, then by position, so the first of equals leads. */
+static int
+compare_event_names(const void *a, const void *b)
+{
+	const EventName *x = a;
+	const EventName *y = b;
+	int			cmp = compare_names(x->name, y->name);
+
+	return cmp != 0 ? cmp : (x->position > y->position) - (x->position < y->position);
 }
 
 /*
@@ -212,20 +295,42 @@ check_events(ArrayType *events)
 				 errmsg("events must not be empty"),
 				 errhint("Subscribe to at least one event type, such as member.joined.")));
 
-	for (int i = 0; i < count; i++)
-	{
-		bool		duplicate = false;
+	if (count > WEBHOOKS_MAX_EVENTS)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("too many events"),
+				 errdetail("%d event types were given; a webhook may subscribe to at most %d.",
+						   count, WEBHOOKS_MAX_EVENTS)));
 
-		if (nulls[i])
-			ereport(ERROR,
-					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-					 errmsg("events must not contain null")));
-		for (int j = 0; j < kept; j++)
-			if (DatumGetBool(DirectFunctionCall2Coll(texteq, C_COLLATION_OID,
-													 elems[j], elems[i])))
-				duplicate = true;
-		if (!duplicate)
-			elems[kept++] = elems[i];
+	/*
+	 * Drop duplicates, keeping the first of each in the order given: sort
+	 * the names (bytewise, as event_types compares them), so the cost is
+	 * O(n log n) in the bounded input.
+	 */
+	{
+		EventName  *sorted = palloc(sizeof(EventName) * count);
+		bool	   *duplicate = palloc0(sizeof(bool) * count);
+
+		for (int i = 0; i < count; i++)
+		{
+			CHECK_FOR_INTERRUPTS();
+			if (nulls[i])
+				ereport(ERROR,
+						(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+						 errmsg("events must not contain null")));
+			sorted[i].name = DatumGetTextPP(elems[i]);
+			sorted[i].position = i;
+		}
+		qsort(sorted, count, sizeof(EventName), compare_event_names);
+		for (int i = 1; i < count; i++)
+		{
+			CHECK_FOR_INTERRUPTS();
+			if (compare_names(sorted[i - 1].name, sorted[i].name) == 0)
+				duplicate[sorted[i].position] = true;
+		}
+		for (int i = 0; i < count; i++)
+			if (!duplicate[i])
+				elems[kept++] = elems[i];
 	}
 	events = construct_array(elems, kept, TEXTOID, -1, false, TYPALIGN_INT);
 

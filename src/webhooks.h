@@ -21,6 +21,12 @@
 /* Longest accepted endpoint URL, in bytes */
 #define WEBHOOKS_MAX_URL_BYTES 2048
 
+/* Longest accepted community id, in bytes (it is indexed) */
+#define WEBHOOKS_MAX_COMMUNITY_ID_BYTES 1024
+
+/* Most event types one call may name (duplicates included) */
+#define WEBHOOKS_MAX_EVENTS 1000
+
 /* Most retry delays a schedule may hold */
 #define WEBHOOKS_MAX_RETRIES 50
 
@@ -53,6 +59,7 @@ extern void webhooks_attach_shmem(void);
 
 /* validate.c: input checks; each raises a clear ERROR */
 extern char *check_community_id(FunctionCallInfo fcinfo, int argno);
+extern void check_community_id_value(const char *community_id);
 extern pg_uuid_t *check_webhook_id(FunctionCallInfo fcinfo, int argno);
 extern char *check_url(text *url);
 extern ArrayType *check_events(ArrayType *events);

@@ -270,8 +270,10 @@ plan_retry(int attempts_made, int64 retry_after_s, TimestampTz *next)
 	if (delay_ms < 0)
 		return OUTCOME_FAILED;
 	delay_ms += (int64) (pg_prng_double(&pg_global_prng_state) * delay_ms / 10);
+	/* capped in seconds first: any int64 may come from the header */
 	if (retry_after_s > 0)
-		delay_ms = Max(delay_ms, Min(retry_after_s * 1000, MAX_RETRY_AFTER_MS));
+		delay_ms = Max(delay_ms,
+					   Min(retry_after_s, MAX_RETRY_AFTER_MS / 1000) * 1000);
 	*next = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), delay_ms);
 	return OUTCOME_RETRY;
 }

@@ -17,6 +17,11 @@ work=$(stage_tree "$repo")
 trap 'rm -rf "$work"' EXIT
 echo "running tests in $work"
 
+echo "==== the SSRF guard, address by address (test/address_test.c) ===="
+cc -Wall -Wextra -Werror -I"$(pg_config --includedir-server)" -I"$repo/src" \
+	-o "$work/address_test" "$repo/test/address_test.c" "$repo/src/address.c"
+"$work/address_test" | grep -v '^ok '
+
 status=0
 as_test_user make -C "$work" -s installcheck PROVE_TESTS='test/t/*.pl' \
 	PROVE_FLAGS='--timer' || status=$?

@@ -103,6 +103,23 @@ ok($node->poll_query_until('postgres',
 	"SELECT count(*) = 0 FROM webhooks.deliveries WHERE event_id = '$rid'"),
 	'then it is delivered');
 
+# A Retry-After too large for any clock (2^63 - 1 seconds) is capped at
+# 24 hours: it must neither overflow into "retry at once" nor wait forever.
+my ($hw) = create_webhook($node, 'RA-huge', "$base/retry-after/9223372036854775807",
+	'{member.joined}');
+my $hid = emit('RA-huge');
+wait_for_requests($recv, 1,
+	sub { $_[0]{path} eq '/retry-after/9223372036854775807' }, 30);
+ok($node->poll_query_until('postgres',
+	"SELECT count(*) = 1 FROM webhooks.deliveries WHERE event_id = '$hid' AND attempts = 1"),
+	'the 503 with a huge Retry-After is recorded');
+my $wait_h = sql("SELECT round(extract(epoch FROM next_attempt_at - last_attempt_at) / 3600, 2)
+	FROM webhooks.deliveries WHERE event_id = '$hid'");
+note("Retry-After: 2^63-1 s -> next attempt in $wait_h h");
+cmp_ok($wait_h, '>=', 23.99, 'a huge Retry-After waits the 24 h cap');
+cmp_ok($wait_h, '<=', 24.01, '... and no longer');
+sql("SELECT webhooks.webhook_delete('RA-huge', '$hw')");
+
 # ---------------------------------------------------------------------
 # SIGHUP: a new schedule of one 1 s retry applies to the running worker.
 set_schedule('1s');
