@@ -48,9 +48,20 @@ struct WebhooksClient
 	TimestampTz timer_set_at;
 	dlist_head	running;		/* requests handed to libcurl */
 	dlist_head	done;			/* finished requests not yet taken */
+
+	/*
+	 * What decided whether a kept-alive connection could be made: when a
+	 * reload changes it, the connections are dropped (see renew_multi).
+	 */
+	char	   *connect_rules;
+	bool		renew;			/* drop the connections once idle */
+	dlist_head	held;			/* new requests waiting for the renewal */
+	int			nheld;
 };
 
 static bool curl_ready = false;
+
+static void renew_multi(WebhooksClient *client);
 
 /*
  * Easy handles of finished requests, reset and kept for the next ones: a
@@ -413,6 +424,73 @@ collect_finished(WebhooksClient *client)
 		dlist_delete(&req->node);
 		dlist_push_tail(&client->done, &req->node);
 	}
+
+	/* The last request on the old connections is done: renew. */
+	if (client->renew && client->in_flight == client->nheld)
+	{
+		client->renew = false;
+		client->in_flight -= client->nheld;
+		client->nheld = 0;
+		renew_multi(client);
+	}
+}
+
+/* The settings that decide what may be connected to, as one string. */
+static char *
+connect_rules(MemoryContext cxt)
+{
+	return MemoryContextStrdup(cxt,
+							   psprintf("http=%d private=%d ca=%s",
+										webhooks_allow_http,
+										webhooks_allow_private_addresses,
+										webhooks_ssl_ca_file ? webhooks_ssl_ca_file : ""));
+}
+
+/* A multi handle wired to the client's socket and timer callbacks. */
+static CURLM *
+new_multi(WebhooksClient *client)
+{
+	CURLM	   *multi = curl_multi_init();
+
+	if (multi == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OUT_OF_MEMORY),
+				 errmsg("out of memory")));
+	check_curlm(curl_multi_setopt(multi, CURLMOPT_SOCKETFUNCTION,
+								  socket_callback), "socket callback");
+	check_curlm(curl_multi_setopt(multi, CURLMOPT_SOCKETDATA, client),
+				"socket data");
+	check_curlm(curl_multi_setopt(multi, CURLMOPT_TIMERFUNCTION,
+								  timer_callback), "timer callback");
+	check_curlm(curl_multi_setopt(multi, CURLMOPT_TIMERDATA, client),
+				"timer data");
+	return multi;
+}
+
+/*
+ * Drop every kept-alive connection (and libcurl's cached CA store) by
+ * replacing the multi handle, once nothing is in flight on the old one,
+ * then start the requests held back meanwhile.  A connection was checked
+ * against the guard, the scheme and the CAs when it was made; after a
+ * reload that tightened them it must not be used again.
+ */
+static void
+renew_multi(WebhooksClient *client)
+{
+	Assert(client->in_flight == 0);
+	curl_multi_cleanup(client->multi);
+	client->multi = NULL;
+	client->timer_ms = -1;
+	client->multi = new_multi(client);
+	webhooks_client_configure(client);
+
+	while (!dlist_is_empty(&client->held))
+	{
+		WebhookRequest *req = dlist_container(WebhookRequest, node,
+											  dlist_pop_head_node(&client->held));
+
+		webhooks_client_add(client, req);
+	}
 }
 
 /* A client with no requests yet. */
@@ -432,14 +510,18 @@ webhooks_client_create(void)
 				(errcode_for_socket_access(),
 				 errmsg("could not create epoll set: %m")));
 
-	client->multi = curl_multi_init();
-	if (client->multi == NULL)
+	PG_TRY();
+	{
+		client->multi = new_multi(client);
+	}
+	PG_CATCH();
 	{
 		close(client->epfd);
-		ereport(ERROR,
-				(errcode(ERRCODE_OUT_OF_MEMORY),
-				 errmsg("out of memory")));
+		PG_RE_THROW();
 	}
+	PG_END_TRY();
+	dlist_init(&client->held);
+	client->connect_rules = connect_rules(CurrentMemoryContext);
 
 	client->wes = CreateWaitEventSet(CurrentMemoryContext, 3);
 	AddWaitEventToSet(client->wes, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch,
@@ -449,22 +531,34 @@ webhooks_client_create(void)
 	AddWaitEventToSet(client->wes, WL_SOCKET_READABLE, client->epfd, NULL,
 					  NULL);
 
-	check_curlm(curl_multi_setopt(client->multi, CURLMOPT_SOCKETFUNCTION,
-								  socket_callback), "socket callback");
-	check_curlm(curl_multi_setopt(client->multi, CURLMOPT_SOCKETDATA, client),
-				"socket data");
-	check_curlm(curl_multi_setopt(client->multi, CURLMOPT_TIMERFUNCTION,
-								  timer_callback), "timer callback");
-	check_curlm(curl_multi_setopt(client->multi, CURLMOPT_TIMERDATA, client),
-				"timer data");
 	webhooks_client_configure(client);
 	return client;
 }
 
-/* Apply the connection limits from the settings (again, after SIGHUP). */
+/*
+ * Apply the connection limits from the settings (again, after SIGHUP).  If
+ * the settings that decide what may be connected to changed, the
+ * kept-alive connections are dropped before the next request starts.
+ */
 void
 webhooks_client_configure(WebhooksClient *client)
 {
+	char	   *rules = connect_rules(GetMemoryChunkContext(client));
+
+	if (strcmp(rules, client->connect_rules) != 0)
+	{
+		pfree(client->connect_rules);
+		client->connect_rules = rules;
+		if (client->in_flight == 0)
+		{
+			renew_multi(client);
+			return;
+		}
+		client->renew = true;
+	}
+	else
+		pfree(rules);
+
 	/*
 	 * No per-host cap: webhooks on one host (many customers of one SaaS)
 	 * would share it, and one slow webhook would hold every connection.
@@ -494,6 +588,15 @@ webhooks_client_add(WebhooksClient *client, WebhookRequest *req)
 {
 	CURLMcode	rc;
 
+	if (client->renew)
+	{
+		/* counted as in flight: it starts as soon as the renewal is done */
+		client->in_flight++;
+		req->added = false;
+		dlist_push_tail(&client->held, &req->node);
+		client->nheld++;
+		return;
+	}
 	req->started_at = GetCurrentTimestamp();
 	if (req->done || req->easy == NULL)
 	{
@@ -626,6 +729,9 @@ webhooks_client_destroy(WebhooksClient *client)
 	}
 	while (!dlist_is_empty(&client->done))
 		webhooks_request_free(webhooks_client_next_done(client));
+	while (!dlist_is_empty(&client->held))
+		webhooks_request_free(dlist_container(WebhookRequest, node,
+											  dlist_pop_head_node(&client->held)));
 
 	curl_multi_cleanup(client->multi);
 	FreeWaitEventSet(client->wes);

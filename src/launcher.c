@@ -24,12 +24,14 @@
 #include "access/tableam.h"
 #include "access/xact.h"
 #include "catalog/pg_database.h"
+#include "commands/defrem.h"
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
 #include "postmaster/interrupt.h"
 #include "storage/ipc.h"
 #include "storage/latch.h"
+#include "storage/spin.h"
 #include "utils/guc.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
@@ -41,6 +43,100 @@
 #define WORKER_RESTART_DELAY_MS 2000
 /* How often to look for a database that does not exist yet */
 #define DATABASE_POLL_MS 2000
+
+/* How long a command waits for the worker to leave its database */
+#define STEP_ASIDE_WAIT_MS 5000
+
+/*
+ * The database a utility command needs without other sessions in it
+ * (DROP DATABASE, ALTER DATABASE ... RENAME or SET TABLESPACE, CREATE
+ * DATABASE ... TEMPLATE), or NULL.
+ */
+static const char *
+database_wanted_alone(Node *parsetree)
+{
+	ListCell   *lc;
+
+	switch (nodeTag(parsetree))
+	{
+		case T_DropdbStmt:
+			return ((DropdbStmt *) parsetree)->dbname;
+		case T_RenameStmt:
+			if (((RenameStmt *) parsetree)->renameType == OBJECT_DATABASE)
+				return ((RenameStmt *) parsetree)->subname;
+			return NULL;
+		case T_AlterDatabaseStmt:
+			foreach(lc, ((AlterDatabaseStmt *) parsetree)->options)
+				if (strcmp(((DefElem *) lfirst(lc))->defname, "tablespace") == 0)
+					return ((AlterDatabaseStmt *) parsetree)->dbname;
+			return NULL;
+		case T_CreatedbStmt:
+			foreach(lc, ((CreatedbStmt *) parsetree)->options)
+				if (strcmp(((DefElem *) lfirst(lc))->defname, "template") == 0)
+					return defGetString((DefElem *) lfirst(lc));
+			return NULL;
+		default:
+			return NULL;
+	}
+}
+
+/*
+ * Called in the backend about to run a utility command: if the command
+ * needs the delivery worker's database without other sessions, stop the
+ * worker and keep the launcher from starting it again until
+ * webhooks_step_back().  The worker loses nothing by stopping (committed
+ * events stay queued).  Returns true if it stepped aside.
+ */
+bool
+webhooks_step_aside(Node *parsetree)
+{
+	const char *dbname;
+	pid_t		pid;
+
+	if (webhooks_shared == NULL ||
+		(dbname = database_wanted_alone(parsetree)) == NULL)
+		return false;
+
+	SpinLockAcquire(&webhooks_shared->mutex);
+	if (strcmp(webhooks_shared->worker_db, dbname) != 0)
+	{
+		SpinLockRelease(&webhooks_shared->mutex);
+		return false;
+	}
+	webhooks_shared->stepping_aside++;
+	pid = webhooks_shared->worker_pid;
+	SpinLockRelease(&webhooks_shared->mutex);
+
+	if (pid != 0)
+	{
+		ereport(LOG,
+				(errmsg("webhooks: stopping the delivery worker (PID %d) while database \"%s\" is dropped, renamed, moved or copied",
+						(int) pid, dbname)));
+		kill(pid, SIGTERM);
+		for (int waited = 0; waited < STEP_ASIDE_WAIT_MS; waited += 10)
+		{
+			CHECK_FOR_INTERRUPTS();
+			if (webhooks_shared->worker_pid != pid)
+				break;
+			pg_usleep(10 * 1000L);
+		}
+	}
+	return true;
+}
+
+/* The command is done: the launcher may start the worker again. */
+void
+webhooks_step_back(void)
+{
+	Latch	   *launcher;
+
+	SpinLockAcquire(&webhooks_shared->mutex);
+	webhooks_shared->stepping_aside--;
+	launcher = webhooks_shared->launcher_latch;
+	SpinLockRelease(&webhooks_shared->mutex);
+	if (launcher != NULL)
+		SetLatch(launcher);
+}
 
 /* Register the launcher; called from _PG_init while preloading. */
 void
@@ -103,6 +199,20 @@ worker_left_running(void)
 	return pid != 0 && kill(pid, 0) == 0;
 }
 
+/* Is a command waiting for the worker to stay out of its database? */
+static bool
+worker_asked_to_step_aside(void)
+{
+	bool		asked;
+
+	if (webhooks_shared == NULL)
+		return false;
+	SpinLockAcquire(&webhooks_shared->mutex);
+	asked = webhooks_shared->stepping_aside > 0;
+	SpinLockRelease(&webhooks_shared->mutex);
+	return asked;
+}
+
 /* Start the delivery worker for dbname; NULL if no slot was free. */
 static BackgroundWorkerHandle *
 start_worker(const char *dbname)
@@ -133,6 +243,16 @@ start_worker(const char *dbname)
 	return handle;
 }
 
+/* The launcher's latch is no longer to be set once it exits. */
+static void
+forget_launcher(int code, Datum arg)
+{
+	SpinLockAcquire(&webhooks_shared->mutex);
+	if (webhooks_shared->launcher_latch == MyLatch)
+		webhooks_shared->launcher_latch = NULL;
+	SpinLockRelease(&webhooks_shared->mutex);
+}
+
 /* Entry point of the launcher process. */
 void
 webhooks_launcher_main(Datum main_arg)
@@ -147,6 +267,13 @@ webhooks_launcher_main(Datum main_arg)
 	BackgroundWorkerUnblockSignals();
 	BackgroundWorkerInitializeConnection(NULL, NULL, 0);
 	pgstat_report_appname("webhooks launcher");
+	if (webhooks_shared != NULL)
+	{
+		SpinLockAcquire(&webhooks_shared->mutex);
+		webhooks_shared->launcher_latch = MyLatch;
+		SpinLockRelease(&webhooks_shared->mutex);
+		before_shmem_exit(forget_launcher, (Datum) 0);
+	}
 
 	for (;;)
 	{
@@ -175,7 +302,8 @@ webhooks_launcher_main(Datum main_arg)
 			handle = NULL;
 		}
 
-		if (handle == NULL && worker_left_running())
+		if (handle == NULL &&
+			(worker_left_running() || worker_asked_to_step_aside()))
 			timeout = DATABASE_POLL_MS;
 		else if (handle == NULL)
 		{

@@ -63,7 +63,10 @@ webhooks_attach_shmem(void)
 	webhooks_shared = ShmemInitStruct("webhooks", sizeof(WebhooksShared),
 									  &found);
 	if (!found)
+	{
 		memset(webhooks_shared, 0, sizeof(WebhooksShared));
+		SpinLockInit(&webhooks_shared->mutex);
+	}
 	LWLockRelease(AddinShmemInitLock);
 }
 
@@ -110,6 +113,10 @@ webhooks_xact_callback(XactEvent event, void *arg)
  * the transaction, whose commit callback never runs: wake the worker when
  * the COMMIT PREPARED statement's own transaction commits.  (A spurious
  * wake-up costs one claim.)
+ *
+ * Commands that need the worker's database to themselves (DROP DATABASE,
+ * renaming it, copying it as a template) first ask the worker to step
+ * aside, and let it come back when they are done (launcher.c).
  */
 static void
 webhooks_process_utility(PlannedStmt *pstmt, const char *queryString,
@@ -118,13 +125,23 @@ webhooks_process_utility(PlannedStmt *pstmt, const char *queryString,
 						 DestReceiver *dest, QueryCompletion *qc)
 {
 	Node	   *parsetree = pstmt->utilityStmt;
+	bool		stepped_aside = webhooks_step_aside(parsetree);
 
-	if (prev_ProcessUtility)
-		prev_ProcessUtility(pstmt, queryString, readOnlyTree, context,
-							params, queryEnv, dest, qc);
-	else
-		standard_ProcessUtility(pstmt, queryString, readOnlyTree, context,
+	PG_TRY();
+	{
+		if (prev_ProcessUtility)
+			prev_ProcessUtility(pstmt, queryString, readOnlyTree, context,
 								params, queryEnv, dest, qc);
+		else
+			standard_ProcessUtility(pstmt, queryString, readOnlyTree, context,
+									params, queryEnv, dest, qc);
+	}
+	PG_FINALLY();
+	{
+		if (stepped_aside)
+			webhooks_step_back();
+	}
+	PG_END_TRY();
 
 	if (IsA(parsetree, TransactionStmt) &&
 		((TransactionStmt *) parsetree)->kind == TRANS_STMT_COMMIT_PREPARED)

@@ -11,7 +11,9 @@
 #include "postgres.h"
 
 #include "fmgr.h"
+#include "nodes/nodes.h"
 #include "storage/latch.h"
+#include "storage/spin.h"
 #include "utils/array.h"
 #include "utils/uuid.h"
 
@@ -49,11 +51,19 @@ extern int64 webhooks_retry_delay_ms(int attempts_made);
 /* webhooks.c: shared state and waking the worker */
 typedef struct WebhooksShared
 {
+	slock_t		mutex;			/* protects the fields below */
 	Latch	   *worker_latch;	/* the delivery worker's latch, or NULL */
-	pid_t		worker_pid;
+	pid_t		worker_pid;		/* the delivery worker, or 0 */
+	char		worker_db[NAMEDATALEN]; /* the database it serves */
+	Latch	   *launcher_latch; /* the launcher's latch, or NULL */
+	int			stepping_aside; /* commands the worker makes way for */
 } WebhooksShared;
 
 extern WebhooksShared *webhooks_shared;
+
+/* launcher.c: making way for commands on the worker's database */
+extern bool webhooks_step_aside(Node *parsetree);
+extern void webhooks_step_back(void);
 extern void webhooks_wake_worker_at_commit(void);
 extern void webhooks_attach_shmem(void);
 

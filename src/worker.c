@@ -41,6 +41,7 @@
 #include "postmaster/interrupt.h"
 #include "storage/ipc.h"
 #include "storage/latch.h"
+#include "storage/spin.h"
 #include "utils/guc.h"
 #include "utils/hsearch.h"
 #include "utils/memutils.h"
@@ -115,6 +116,8 @@ static MemoryContext work_cxt = NULL;
 static void
 begin_work(const char *activity)
 {
+	/* A cancel request may end this statement (see webhooks_worker_main). */
+	RESUME_CANCEL_INTERRUPTS();
 	work_cxt = CurrentMemoryContext;
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
@@ -129,6 +132,7 @@ end_work(void)
 	SPI_finish();
 	PopActiveSnapshot();
 	CommitTransactionCommand();
+	HOLD_CANCEL_INTERRUPTS();
 	MemoryContextSwitchTo(work_cxt);
 	pgstat_report_stat(false);
 	pgstat_report_activity(STATE_IDLE, NULL);
@@ -142,19 +146,55 @@ recover_from_error(MemoryContext cxt)
 	EmitErrorReport();
 	FlushErrorState();
 	AbortCurrentTransaction();
+	/* the ERROR reset the hold-off count; hold cancels again */
+	if (QueryCancelHoldoffCount == 0)
+		HOLD_CANCEL_INTERRUPTS();
+	QueryCancelPending = false;
 	MemoryContextSwitchTo(cxt);
 	pgstat_report_activity(STATE_IDLE, NULL);
 }
 
-/* Forget the latch when the worker goes away. */
+/* Give up the worker slot and the latch when the worker goes away. */
 static void
 unpublish_worker(int code, Datum arg)
 {
-	if (webhooks_shared != NULL && webhooks_shared->worker_pid == MyProcPid)
+	if (webhooks_shared == NULL)
+		return;
+	SpinLockAcquire(&webhooks_shared->mutex);
+	if (webhooks_shared->worker_pid == MyProcPid)
 	{
 		webhooks_shared->worker_latch = NULL;
 		webhooks_shared->worker_pid = 0;
 	}
+	SpinLockRelease(&webhooks_shared->mutex);
+}
+
+/*
+ * Take the one delivery worker slot, under the lock, unless a live
+ * process holds it.  Without shared memory (not preloaded) there is no
+ * launcher either, so nothing to guard.
+ */
+static bool
+claim_worker_slot(void)
+{
+	bool		claimed;
+
+	if (webhooks_shared == NULL)
+		return true;
+	SpinLockAcquire(&webhooks_shared->mutex);
+	claimed = (webhooks_shared->stepping_aside == 0 &&
+			   (webhooks_shared->worker_pid == 0 ||
+				webhooks_shared->worker_pid == MyProcPid ||
+				kill(webhooks_shared->worker_pid, 0) != 0));
+	if (claimed)
+	{
+		webhooks_shared->worker_pid = MyProcPid;
+		webhooks_shared->worker_latch = NULL;
+		strlcpy(webhooks_shared->worker_db, MyBgworkerEntry->bgw_extra,
+				NAMEDATALEN);
+	}
+	SpinLockRelease(&webhooks_shared->mutex);
+	return claimed;
 }
 
 /* Wait until CREATE EXTENSION webhooks has run in this database. */
@@ -742,11 +782,36 @@ webhooks_worker_main(Datum main_arg)
 	BackgroundWorkerInitializeConnection(dbname, NULL, 0);
 	pgstat_report_appname("webhooks worker");
 
+	/*
+	 * pg_cancel_backend() may cancel a statement of the worker's (the
+	 * statement fails, is logged, and its work is done again), but never
+	 * the worker: between statements, where an ERROR would end the
+	 * process, cancel requests are held off and dropped.
+	 */
+	HOLD_CANCEL_INTERRUPTS();
+
+	/*
+	 * Claim the database's one delivery worker slot first, before waiting
+	 * for anything: a second worker (a restarted launcher's, while this
+	 * one waits for CREATE EXTENSION) leaves at once.
+	 */
+	if (!claim_worker_slot())
+	{
+		ereport(LOG,
+				(errmsg("webhooks: another delivery worker is running, or a command needs database \"%s\" alone; exiting",
+						dbname)));
+		proc_exit(0);
+	}
+	before_shmem_exit(unpublish_worker, (Datum) 0);
+
 	/* Only schema-qualified names are used; resolve nothing elsewhere. */
 	SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_SUSET,
 					PGC_S_OVERRIDE);
 	/* A lost commit of the worker's only repeats an attempt. */
 	SetConfigOption("synchronous_commit", "off", PGC_SUSET, PGC_S_OVERRIDE);
+	/* The database's defaults for sessions are not the worker's. */
+	SetConfigOption("default_transaction_read_only", "off", PGC_SUSET,
+					PGC_S_OVERRIDE);
 
 	/*
 	 * A backlog committed at once has one next_attempt_at, and before
@@ -767,15 +832,6 @@ webhooks_worker_main(Datum main_arg)
 	/* Short queries only: never spend 100+ ms compiling one (enable_sort
 	 * = off inflates the cost of any plan that must sort past jit_above_cost). */
 	SetConfigOption("jit", "off", PGC_SUSET, PGC_S_OVERRIDE);
-
-	if (webhooks_shared != NULL && webhooks_shared->worker_pid != 0 &&
-		kill(webhooks_shared->worker_pid, 0) == 0)
-	{
-		ereport(LOG,
-				(errmsg("webhooks: a delivery worker (PID %d) is already running",
-						(int) webhooks_shared->worker_pid)));
-		proc_exit(0);
-	}
 
 	if (!wait_for_extension())
 		proc_exit(0);
@@ -810,11 +866,7 @@ webhooks_worker_main(Datum main_arg)
 	end_work();
 
 	if (webhooks_shared != NULL)
-	{
-		webhooks_shared->worker_pid = MyProcPid;
 		webhooks_shared->worker_latch = MyLatch;
-	}
-	before_shmem_exit(unpublish_worker, (Datum) 0);
 
 	ereport(LOG,
 			(errmsg("webhooks: delivery worker started for database \"%s\"",
