@@ -12,16 +12,21 @@ OBJS = \
 	src/ping.o \
 	src/emit.o \
 	src/queue.o \
+	src/reader.o \
+	src/partitions.o \
 	src/launcher.o \
 	src/vacuum.o \
 	src/worker.o
 
 EXTENSION = webhooks
-DATA = sql/webhooks--1.0.sql sql/webhooks--1.0--1.0.1.sql
+DATA = sql/webhooks--1.0.sql sql/webhooks--1.0--1.0.1.sql \
+	sql/webhooks--1.0.1--1.1.sql
 PGFILEDESC = "webhooks - reliable outgoing webhooks for PostgreSQL"
 
-REGRESS = create management errors logs emit security
+REGRESS = create management errors logs emit events security
 REGRESS_OPTS = --temp-instance=./tmp_check --temp-config=test/regress.conf
+ISOLATION = reader
+ISOLATION_OPTS = --temp-instance=./tmp_check_iso --temp-config=test/regress.conf
 
 TAP_TESTS = 1
 

@@ -32,6 +32,12 @@ EXCEPTION WHEN OTHERS THEN
 END
 $$;
 
+-- A delivery's payload is its event's, as the worker's claim reads it.
+CREATE FUNCTION public.payload_of(event_id uuid) RETURNS jsonb
+LANGUAGE sql STABLE AS $$
+SELECT e.payload FROM webhooks.events e WHERE e.id = event_id
+$$;
+
 -- The schema is fixed: not relocatable, and named webhooks.
 SELECT e.extname, n.nspname, e.extrelocatable, e.extversion
 FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace
@@ -120,11 +126,13 @@ SELECT sqlstate_of('SELECT * FROM webhooks.webhooks');
 SELECT sqlstate_of('SELECT * FROM webhooks.deliveries');
 SELECT sqlstate_of('SELECT * FROM webhooks.delivery_attempts');
 SELECT sqlstate_of('SELECT * FROM webhooks.delivery_status');
+SELECT sqlstate_of('SELECT * FROM webhooks.events');
+SELECT sqlstate_of('SELECT * FROM webhooks.reader');
 SELECT sqlstate_of($$INSERT INTO webhooks.event_types VALUES ('x.y')$$);
 RESET ROLE;
 
 -- Clean up what the application role made.
-SELECT count(*) FROM webhooks.deliveries WHERE community_id = 'app-community';
+SELECT count(*) FROM webhooks.events WHERE community_id = 'app-community';
 DELETE FROM webhooks.deliveries;
 DELETE FROM webhooks.webhooks;
 REVOKE EXECUTE ON ALL FUNCTIONS IN SCHEMA webhooks FROM regress_app;

@@ -1,6 +1,10 @@
 --
--- emit: queueing events, directly and from row triggers
+-- emit: recording events, directly and from row triggers
 --
+-- emit() and emit_trigger() append one row per event to webhooks.events;
+-- the worker then queues one delivery per active subscribed webhook.  This
+-- instance's worker serves another database, so webhooks.read_events()
+-- does the worker's read where a test looks at the deliveries.
 CREATE TEMP TABLE hooks (name text PRIMARY KEY, id uuid);
 INSERT INTO hooks
 SELECT 'a', id FROM webhooks.webhook_create('c1', 'https://example.com/a',
@@ -20,7 +24,7 @@ SELECT 'other', id FROM webhooks.webhook_create('c2', 'https://example.com/o',
 
 -- The queue, one line per delivery: in emit order, then by webhook.
 CREATE TEMP VIEW queue AS
-SELECT h.name AS webhook, d.event, d.community_id, d.payload, d.state,
+SELECT h.name AS webhook, d.event, d.community_id, payload_of(d.event_id) AS payload, d.state,
        d.attempts
 FROM webhooks.deliveries d JOIN hooks h ON h.id = d.webhook_id
 ORDER BY min(d.id) OVER (PARTITION BY d.event_id), h.name;
@@ -33,10 +37,12 @@ SELECT webhooks.emit('c1', 'member.joined', '{"member": 1}') AS e1 \gset
 SELECT pg_typeof(:'e1'::uuid), substr(:'e1', 15, 1) AS version;
 -- One delivery per active webhook of c1 subscribed to member.joined: a
 -- and b; not c (not subscribed), not inactive, not other (community c2).
+SELECT queued FROM webhooks.read_events();
 SELECT * FROM queue;
 -- Every delivery of the event carries its id, and is due now.
+SELECT queued FROM webhooks.read_events();
 SELECT count(*), bool_and(event_id = :'e1') AS same_event_id,
-       bool_and(emitted_at = next_attempt_at) AS due_at_emit,
+       bool_and(next_attempt_at <= now()) AS due_now,
        bool_and(emitted_at <= now()) AS emitted_in_past,
        bool_and(last_attempt_at IS NULL AND last_status IS NULL
                 AND last_error IS NULL) AS untried
@@ -47,10 +53,12 @@ SELECT webhooks.emit('c1', 'member.joined', '{"member": 1}') <> :'e1' AS new_id;
 -- No subscriber: an event id, but nothing queued.
 SELECT webhooks.emit('c1', 'payment.refunded') IS NOT NULL AS emitted;
 SELECT webhooks.emit('nobody', 'member.joined', '{}') IS NOT NULL AS emitted;
+SELECT queued FROM webhooks.read_events();
 SELECT count(*) FROM webhooks.deliveries
 WHERE event = 'payment.refunded' OR community_id = 'nobody';
 -- Community ids are compared exactly.
 SELECT webhooks.emit('C1', 'member.joined') IS NOT NULL AS emitted;
+SELECT queued FROM webhooks.read_events();
 SELECT count(*) FROM webhooks.deliveries WHERE community_id <> 'c1';
 -- Another community only reaches its own webhooks.
 SELECT webhooks.emit('c2', 'payment.completed', '{"amount": 5}') IS NOT NULL AS emitted;
@@ -64,15 +72,17 @@ SELECT webhooks.emit('c1', 'payment.failed', '"just a string"') IS NOT NULL AS e
 SELECT webhooks.emit('c1', 'payment.failed', 'null') IS NOT NULL AS emitted;
 SELECT webhooks.emit(community_id => 'c1', event => 'payment.failed',
                      payload => '{"named": true}') IS NOT NULL AS emitted;
+SELECT queued FROM webhooks.read_events();
 SELECT * FROM queue;
 
 -- A rolled-back emit leaves nothing.
-SELECT count(*) AS before FROM webhooks.deliveries \gset
+SELECT count(*) AS before FROM webhooks.events \gset
 BEGIN;
 SELECT webhooks.emit('c1', 'member.joined', '{"rolled": "back"}') IS NOT NULL AS emitted;
-SELECT count(*) - :before AS queued_in_transaction FROM webhooks.deliveries;
+SELECT count(*) - :before AS recorded_in_transaction FROM webhooks.events;
 ROLLBACK;
-SELECT count(*) - :before AS queued FROM webhooks.deliveries;
+SELECT count(*) - :before AS recorded FROM webhooks.events;
+SELECT queued FROM webhooks.read_events();
 -- So does one rolled back to a savepoint; the rest of the transaction stays.
 BEGIN;
 SELECT webhooks.emit('c1', 'member.left', '{"kept": 1}') IS NOT NULL AS emitted;
@@ -81,12 +91,14 @@ SELECT webhooks.emit('c1', 'member.left', '{"kept": 0}') IS NOT NULL AS emitted;
 ROLLBACK TO SAVEPOINT s;
 SELECT webhooks.emit('c1', 'member.left', '{"kept": 2}') IS NOT NULL AS emitted;
 COMMIT;
+SELECT queued FROM webhooks.read_events();
 SELECT webhook, event, payload FROM queue WHERE event = 'member.left';
 -- Several emits in one transaction are queued together at commit.
 BEGIN;
 SELECT webhooks.emit('c1', 'member.joined', '{"batch": 1}') IS NOT NULL AS emitted;
 SELECT webhooks.emit('c1', 'member.joined', '{"batch": 2}') IS NOT NULL AS emitted;
 COMMIT;
+SELECT queued FROM webhooks.read_events();
 SELECT webhook, payload FROM queue WHERE payload ? 'batch';
 
 -- The delivery_status view counts what waits, per webhook.
@@ -110,26 +122,32 @@ CREATE TRIGGER members_left AFTER DELETE ON members
 
 -- INSERT: the payload is the new row.
 INSERT INTO members VALUES (1, 'c1', 'Ada'), (2, 'c2', 'Bob'), (3, 'c3', 'Cy');
+SELECT queued FROM webhooks.read_events();
 SELECT * FROM queue;
 DELETE FROM webhooks.deliveries;
 -- UPDATE: the new row (b subscribes to member.updated; c2 has none).
 UPDATE members SET name = 'Ada Lovelace' WHERE id = 1;
 UPDATE members SET name = 'Bobby' WHERE id = 2;
+SELECT queued FROM webhooks.read_events();
 SELECT * FROM queue;
 DELETE FROM webhooks.deliveries;
 -- DELETE: the old row.
 DELETE FROM members WHERE id = 1;
+SELECT queued FROM webhooks.read_events();
 SELECT * FROM queue;
 DELETE FROM webhooks.deliveries;
 -- A rolled-back change queues nothing.
+SELECT count(*) AS before FROM webhooks.events \gset
 BEGIN;
 INSERT INTO members VALUES (4, 'c1', 'Dee');
-SELECT count(*) AS queued_in_transaction FROM webhooks.deliveries;
+SELECT count(*) - :before AS recorded_in_transaction FROM webhooks.events;
 ROLLBACK;
-SELECT count(*) AS queued FROM webhooks.deliveries;
+SELECT count(*) - :before AS recorded FROM webhooks.events;
+SELECT queued FROM webhooks.read_events();
 -- One failing row undoes the whole statement, and its events.
 SELECT sqlstate_of($$INSERT INTO members VALUES (5, 'c1', 'Eve'), (6, NULL, 'Nul')$$);
-SELECT count(*) AS queued FROM webhooks.deliveries;
+SELECT count(*) - :before AS recorded FROM webhooks.events;
+SELECT queued FROM webhooks.read_events();
 SELECT count(*) AS members FROM members WHERE id IN (5, 6);
 
 -- The community in another column, named by the second argument.
@@ -137,6 +155,7 @@ CREATE TABLE payments (id int, org text, amount int);
 CREATE TRIGGER payments_completed AFTER INSERT ON payments
     FOR EACH ROW EXECUTE FUNCTION webhooks.emit_trigger('payment.completed', 'org');
 INSERT INTO payments VALUES (10, 'c1', 500), (11, 'c2', 700), (12, 'c9', 1);
+SELECT queued FROM webhooks.read_events();
 SELECT * FROM queue;
 DELETE FROM webhooks.deliveries;
 
@@ -148,6 +167,7 @@ SELECT id AS num FROM webhooks.webhook_create('42', 'https://example.com/42',
                                               ARRAY['member.joined']) \gset
 INSERT INTO hooks VALUES ('number', :'num');
 INSERT INTO members_by_number VALUES (1, 42, 'Forty-two'), (2, 43, 'Nobody');
+SELECT queued FROM webhooks.read_events();
 SELECT * FROM queue;
 DELETE FROM webhooks.deliveries;
 
@@ -167,6 +187,7 @@ DELETE FROM members_before WHERE id = 1;
 SELECT * FROM members_before ORDER BY id;
 -- RETURNING sees the row as inserted.
 INSERT INTO members_before VALUES (3, 'c1', 'Cy') RETURNING *;
+SELECT queued FROM webhooks.read_events();
 SELECT * FROM queue;
 DELETE FROM webhooks.deliveries;
 
@@ -179,7 +200,8 @@ CREATE TRIGGER mj_joined AFTER INSERT ON members_json
 INSERT INTO members_json VALUES
     (1, 'c1', '{"bio": "a\u0000b", "n": ["\u0000"]}'),
     (2, 'c1', '{"path": "C:\\u0000"}');
-SELECT payload FROM webhooks.deliveries d JOIN hooks h ON h.id = d.webhook_id
+SELECT queued FROM webhooks.read_events();
+SELECT payload_of(d.event_id) AS payload FROM webhooks.deliveries d JOIN hooks h ON h.id = d.webhook_id
 WHERE h.name = 'a' ORDER BY d.id;
 DELETE FROM webhooks.deliveries;
 -- A community id longer than 1024 bytes is refused clearly.
@@ -253,8 +275,9 @@ CREATE EXTENSION webhooks;
 SELECT id AS fresh FROM webhooks.webhook_create('c1', 'https://example.com/fresh',
                                                 ARRAY['member.joined']) \gset
 SELECT webhooks.emit('c1', 'member.joined', '{"again": true}') IS NOT NULL AS emitted;
-SELECT webhook_id = :'fresh' AS to_fresh, event, payload, state
-FROM webhooks.deliveries;
+SELECT queued FROM webhooks.read_events();
+SELECT webhook_id = :'fresh' AS to_fresh, event, payload_of(d.event_id) AS payload, state
+FROM webhooks.deliveries d;
 SELECT webhooks.webhook_delete('c1', :'fresh');
 SELECT count(*) AS deliveries FROM webhooks.deliveries;
 
@@ -272,6 +295,7 @@ WHERE is_active AND 'member.joined' = ANY (events);
 SET search_path = evil, pg_catalog, public;
 SELECT webhooks.emit('no-such-community', 'member.joined') IS NOT NULL AS emitted;
 RESET search_path;
+SELECT queued FROM webhooks.read_events();
 SELECT count(*) AS queued_for_nobody FROM webhooks.deliveries
 WHERE community_id = 'no-such-community';
 SELECT webhooks.webhook_delete('someone-else', :'other');

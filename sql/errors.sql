@@ -8,12 +8,14 @@
 SELECT id AS w FROM webhooks.webhook_create('c1', 'https://example.com/w',
                                             ARRAY['member.joined']) \gset
 SELECT webhooks.emit('c1', 'member.joined', '{"k": "v"}') IS NOT NULL AS emitted;
+SELECT queued FROM webhooks.read_events();
 
 -- A snapshot of every table, to compare with after the errors.
 CREATE TEMP TABLE snap_webhooks AS SELECT * FROM webhooks.webhooks;
 CREATE TEMP TABLE snap_deliveries AS SELECT * FROM webhooks.deliveries;
 CREATE TEMP TABLE snap_attempts AS SELECT * FROM webhooks.delivery_attempts;
 CREATE TEMP TABLE snap_event_types AS SELECT * FROM webhooks.event_types;
+CREATE TEMP TABLE snap_events AS SELECT * FROM webhooks.events;
 
 -- Show only the outcome line of each call.
 \t on
@@ -177,6 +179,33 @@ SELECT sqlstate_of($$SELECT webhooks.emit('c1', NULL, '{}')$$);
 SELECT sqlstate_of($$SELECT webhooks.emit('c1', 'member.joined', NULL)$$);
 -- an unknown event type is an error even where nobody subscribes
 SELECT sqlstate_of($$SELECT webhooks.emit('nobody-here', 'member.exploded')$$);
+-- a payload larger than webhooks.max_payload_size (1MB by default)
+SELECT sqlstate_of($$SELECT webhooks.emit('c1', 'member.joined', jsonb_build_object('big', repeat('x', 1100000)))$$);
+
+--
+-- event_get, webhook_replay, webhook_recover
+--
+SELECT id AS ev FROM webhooks.events WHERE community_id = 'c1' LIMIT 1 \gset
+SELECT sqlstate_of($$SELECT webhooks.event_get(NULL, '00000000-0000-0000-0000-000000000000')$$);
+SELECT sqlstate_of(format($$SELECT webhooks.event_get('', %L)$$, :'ev'));
+SELECT sqlstate_of($$SELECT webhooks.event_get('c1', NULL)$$);
+-- another community's event is "not found", like a missing one
+SELECT sqlstate_of(format($$SELECT webhooks.event_get('c2', %L)$$, :'ev'));
+SELECT sqlstate_of(format($$SELECT webhooks.event_get('c1', %L)$$, :'nil'));
+SELECT sqlstate_of(format($$SELECT webhooks.webhook_replay('c1', %L, NULL)$$, :'w'));
+SELECT sqlstate_of(format($$SELECT webhooks.webhook_replay('c1', NULL, %L)$$, :'ev'));
+SELECT sqlstate_of(format($$SELECT webhooks.webhook_replay('c1', %L, %L)$$, :'nil', :'ev'));
+SELECT sqlstate_of(format($$SELECT webhooks.webhook_replay('c2', %L, %L)$$, :'w', :'ev'));
+SELECT sqlstate_of(format($$SELECT webhooks.webhook_replay('c1', %L, %L)$$, :'w', :'nil'));
+SELECT sqlstate_of(format($$SELECT webhooks.webhook_recover('c1', %L, NULL)$$, :'w'));
+SELECT sqlstate_of(format($$SELECT webhooks.webhook_recover('c2', %L, now())$$, :'w'));
+SELECT sqlstate_of(format($$SELECT webhooks.webhook_recover('c1', %L, now())$$, :'nil'));
+-- an inactive webhook: 55000, for both
+SELECT id AS off FROM webhooks.webhook_create('c1', 'https://example.com/off',
+    '{member.joined}', false) \gset
+SELECT sqlstate_of(format($$SELECT webhooks.webhook_replay('c1', %L, %L)$$, :'off', :'ev'));
+SELECT sqlstate_of(format($$SELECT webhooks.webhook_recover('c1', %L, '-infinity')$$, :'off'));
+SELECT webhooks.webhook_delete('c1', :'off');
 
 \t off
 
@@ -184,6 +213,7 @@ SELECT sqlstate_of($$SELECT webhooks.emit('nobody-here', 'member.exploded')$$);
 SELECT (SELECT count(*) FROM webhooks.webhooks) AS webhooks,
        (SELECT count(*) FROM webhooks.deliveries) AS deliveries,
        (SELECT count(*) FROM webhooks.delivery_attempts) AS attempts,
+       (SELECT count(*) FROM webhooks.events) AS events,
        (SELECT count(*) FROM webhooks.event_types) AS event_types;
 SELECT count(*) AS changed_webhooks FROM (
     (SELECT * FROM webhooks.webhooks EXCEPT ALL SELECT * FROM snap_webhooks)
@@ -200,6 +230,10 @@ SELECT count(*) AS changed_attempts FROM (
     (SELECT * FROM webhooks.delivery_attempts EXCEPT ALL SELECT * FROM snap_attempts)
     UNION ALL
     (SELECT * FROM snap_attempts EXCEPT ALL SELECT * FROM webhooks.delivery_attempts)) x;
+SELECT count(*) AS changed_events FROM (
+    (SELECT * FROM webhooks.events EXCEPT ALL SELECT * FROM snap_events)
+    UNION ALL
+    (SELECT * FROM snap_events EXCEPT ALL SELECT * FROM webhooks.events)) x;
 SELECT count(*) AS changed_event_types FROM (
     (SELECT * FROM webhooks.event_types EXCEPT ALL SELECT * FROM snap_event_types)
     UNION ALL

@@ -167,7 +167,8 @@ SELECT webhooks.emit('c1', 'member.joined', '{"n": 1}') IS NOT NULL AS emitted;
 SELECT webhooks.emit('c1', 'member.joined', '{"n": 2}') IS NOT NULL AS emitted;
 SELECT webhooks.emit('c2', 'member.joined', '{"n": 3}') IS NOT NULL AS emitted;
 -- a and d are active and subscribed; b is inactive, c is not subscribed.
-SELECT m.name, d.event, d.payload, d.state, d.attempts, d.last_error
+SELECT queued FROM webhooks.read_events();
+SELECT m.name, d.event, payload_of(d.event_id) AS payload, d.state, d.attempts, d.last_error
 FROM webhooks.deliveries d JOIN made m ON m.id = d.webhook_id
 ORDER BY d.id;
 -- Changing the url or events leaves the queue alone.
@@ -175,20 +176,22 @@ SELECT url FROM webhooks.webhook_update('c1', :'a',
                                         url => 'https://example.com/hooks/a4');
 SELECT events FROM webhooks.webhook_update('c1', :'a',
     events => ARRAY['member.joined', 'member.left']);
-SELECT m.name, d.payload, d.state, d.last_error
+SELECT m.name, payload_of(d.event_id) AS payload, d.state, d.last_error
 FROM webhooks.deliveries d JOIN made m ON m.id = d.webhook_id
 ORDER BY d.id;
 SELECT is_active FROM webhooks.webhook_update('c1', :'a', is_active => false);
-SELECT m.name, d.payload, d.state, d.attempts, d.last_error
+SELECT m.name, payload_of(d.event_id) AS payload, d.state, d.attempts, d.last_error
 FROM webhooks.deliveries d JOIN made m ON m.id = d.webhook_id
 ORDER BY d.id;
 -- While inactive, nothing new is queued for it.
 SELECT webhooks.emit('c1', 'member.joined', '{"n": 4}') IS NOT NULL AS emitted;
+SELECT queued FROM webhooks.read_events();
 SELECT count(*) FROM webhooks.deliveries WHERE webhook_id = :'a';
 -- Reactivated, it receives new events; the failed deliveries stay failed.
 SELECT is_active FROM webhooks.webhook_update('c1', :'a', is_active => true);
 SELECT webhooks.emit('c1', 'member.left', '{"n": 5}') IS NOT NULL AS emitted;
-SELECT m.name, d.event, d.payload, d.state, d.last_error
+SELECT queued FROM webhooks.read_events();
+SELECT m.name, d.event, payload_of(d.event_id) AS payload, d.state, d.last_error
 FROM webhooks.deliveries d JOIN made m ON m.id = d.webhook_id
 ORDER BY d.id;
 
@@ -232,7 +235,7 @@ SELECT count(*) FROM webhooks.deliveries WHERE webhook_id = :'a';
 SELECT webhooks.webhook_delete('c1', :'a');
 SELECT count(*) FROM webhooks.webhooks WHERE id = :'a';
 SELECT count(*) FROM webhooks.deliveries WHERE webhook_id = :'a';
-SELECT m.name, d.payload, d.state
+SELECT m.name, payload_of(d.event_id) AS payload, d.state
 FROM webhooks.deliveries d JOIN made m ON m.id = d.webhook_id
 ORDER BY d.id;
 -- Deleted means not found, everywhere.

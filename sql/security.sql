@@ -39,8 +39,8 @@ CREATE TRIGGER t_emit AFTER INSERT ON t FOR EACH ROW
 SELECT sqlstate_of($$INSERT INTO t VALUES ('sec', 'x')$$);
 RESET ROLE;
 SELECT rolsuper FROM pg_roles WHERE rolname = 'regress_emitter';
--- Nothing was queued by the failed INSERT.
-SELECT count(*) FROM webhooks.deliveries WHERE community_id = 'sec';
+-- Nothing was recorded by the failed INSERT.
+SELECT count(*) FROM webhooks.events WHERE community_id = 'sec';
 
 -- The cast sees the caller as current_user, not the owner.
 SET ROLE regress_emitter;
@@ -54,13 +54,14 @@ SELECT sqlstate_of('SELECT * FROM webhooks.deliveries');
 -- ...nor call what it was not granted.
 SELECT sqlstate_of($$SELECT webhooks.webhook_list('sec')$$);
 RESET ROLE;
-SELECT payload FROM webhooks.deliveries WHERE community_id = 'sec';
+SELECT payload FROM webhooks.events WHERE community_id = 'sec';
 
--- emit() too runs with the caller's rights, and still queues.
+-- emit() too runs with the caller's rights, and still records the event.
 SET ROLE regress_emitter;
 SELECT webhooks.emit('sec', 'member.joined', '{"n": 2}') IS NOT NULL AS emitted;
+SELECT sqlstate_of('SELECT * FROM webhooks.events');
 RESET ROLE;
-SELECT count(*) FROM webhooks.deliveries WHERE community_id = 'sec';
+SELECT count(*) FROM webhooks.events WHERE community_id = 'sec';
 
 --
 -- Installed 1.0 with this library: emit_trigger refuses to run until the
@@ -107,6 +108,21 @@ INSERT INTO t VALUES ('sec', 'x');
 RESET ROLE;
 SELECT rolsuper FROM pg_roles WHERE rolname = 'regress_emitter';
 SELECT event, payload FROM webhooks.deliveries;
+
+-- Updating to 1.1 carries the queued delivery over: its event is kept
+-- (with txid 0: it was emitted before 1.1), the delivery points at it, and
+-- event_get finds it; the trigger now records events.
+ALTER EXTENSION webhooks UPDATE;
+SELECT extversion FROM pg_extension WHERE extname = 'webhooks';
+SELECT e.type, e.payload, e.txid, e.created_at = d.emitted_at AS same_time
+FROM webhooks.events e JOIN webhooks.deliveries d ON d.event_id = e.id;
+SELECT d.event, d.state, d.attempts, d.event_txid,
+       (webhooks.event_get('sec', d.event_id)).payload
+FROM webhooks.deliveries d;
+SET ROLE regress_emitter;
+INSERT INTO t VALUES ('sec', 'x');
+RESET ROLE;
+SELECT type, payload, txid <> '0' AS own_txid FROM webhooks.events ORDER BY created_at;
 
 -- Leave the extension as the other files expect it.
 DELETE FROM webhooks.deliveries;

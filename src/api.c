@@ -19,6 +19,7 @@
 #include "funcapi.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/xid8.h"
 
 #include "webhooks.h"
 
@@ -29,6 +30,9 @@ PG_FUNCTION_INFO_V1(webhooks_update);
 PG_FUNCTION_INFO_V1(webhooks_delete);
 PG_FUNCTION_INFO_V1(webhooks_secret);
 PG_FUNCTION_INFO_V1(webhooks_logs);
+PG_FUNCTION_INFO_V1(webhooks_event_get);
+PG_FUNCTION_INFO_V1(webhooks_replay);
+PG_FUNCTION_INFO_V1(webhooks_recover);
 
 #define WEBHOOK_COLUMNS \
 	"id, community_id, url, events, is_active, created_at, updated_at"
@@ -385,4 +389,195 @@ webhooks_logs(PG_FUNCTION_ARGS)
 	all_rows_as_result_set(fcinfo);
 	SPI_finish();
 	return (Datum) 0;
+}
+
+/*
+ * Events: event_get, webhook_replay, webhook_recover (1.1).
+ *
+ * An event is found through the events' index on (txid, id): its id
+ * carries its transaction's id (webhooks_event_id), and events carried
+ * over from 1.0 have txid 0.  Every lookup names the community too, so an
+ * event of another community is "not found" like a missing one.
+ */
+
+/* The txids an event with this id may have: its own, or 0 (from 1.0). */
+static Datum
+event_txids(pg_uuid_t *event_id)
+{
+	Datum		txids[2];
+
+	txids[0] = FullTransactionIdGetDatum(webhooks_event_id_txid(event_id));
+	txids[1] = FullTransactionIdGetDatum(FullTransactionIdFromU64(0));
+	return PointerGetDatum(construct_array(txids, 2, XID8OID, sizeof(uint64),
+										   FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+}
+
+#define EVENT_LOOKUP \
+	"FROM webhooks.events e " \
+	"WHERE e.txid OPERATOR(pg_catalog.=) ANY ($3) " \
+	"AND e.id OPERATOR(pg_catalog.=) $2 " \
+	"AND e.community_id OPERATOR(pg_catalog.=) $1"
+
+/* The event id argument: not NULL. */
+static pg_uuid_t *
+check_event_id(FunctionCallInfo fcinfo, int argno)
+{
+	if (PG_ARGISNULL(argno))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("event id must not be null")));
+	return PG_GETARG_UUID_P(argno);
+}
+
+static void
+raise_event_not_found(const char *community_id, pg_uuid_t *event_id)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_NO_DATA_FOUND),
+			 errmsg("event %s not found", webhooks_uuid_to_cstring(event_id)),
+			 errdetail("Community \"%s\" has no event with that id, or it is older than webhooks.log_retention.",
+					   community_id)));
+}
+
+/*
+ * The webhook must exist in the community and be active: replaying to an
+ * inactive webhook would only queue deliveries it never sends.
+ */
+static void
+check_active_webhook(const char *community_id, pg_uuid_t *id)
+{
+	Oid			types[2] = {TEXTOID, UUIDOID};
+	Datum		values[2] = {CStringGetTextDatum(community_id),
+	UUIDPGetDatum(id)};
+	bool		active;
+	bool		isnull;
+
+	run_query("SELECT is_active FROM webhooks.webhooks "
+			  "WHERE community_id OPERATOR(pg_catalog.=) $1 "
+			  "AND id OPERATOR(pg_catalog.=) $2",
+			  2, types, values, NULL, true, SPI_OK_SELECT);
+	if (SPI_processed == 0)
+		webhooks_raise_not_found(community_id, id);
+	active = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0],
+										SPI_tuptable->tupdesc, 1, &isnull));
+	if (!active)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("webhook %s is not active", webhooks_uuid_to_cstring(id)),
+				 errhint("Activate it first: webhook_update(..., is_active => true).")));
+}
+
+/* SQL: event_get(community_id, event_id) */
+Datum
+webhooks_event_get(PG_FUNCTION_ARGS)
+{
+	char	   *community_id = check_community_id(fcinfo, 0);
+	pg_uuid_t  *event_id = check_event_id(fcinfo, 1);
+	Oid			types[3] = {TEXTOID, UUIDOID, XID8ARRAYOID};
+	Datum		values[3];
+	MemoryContext caller = CurrentMemoryContext;
+	Datum		result;
+
+	values[0] = CStringGetTextDatum(community_id);
+	values[1] = UUIDPGetDatum(event_id);
+	values[2] = event_txids(event_id);
+
+	SPI_connect();
+	run_query("SELECT e.id, e.type, e.community_id, e.payload, e.created_at "
+			  EVENT_LOOKUP,
+			  3, types, values, NULL, true, SPI_OK_SELECT);
+	if (SPI_processed == 0)
+		raise_event_not_found(community_id, event_id);
+	result = first_row_as_result(fcinfo, caller);
+	SPI_finish();
+	PG_RETURN_DATUM(result);
+}
+
+/*
+ * SQL: webhook_replay(community_id, id, event_id)
+ *
+ * A new series of attempts, due now, with the same webhook-id and body:
+ * the webhook's delivery of that event, if it still has one (failed or
+ * waiting for a retry), starts over; otherwise a new one is queued.
+ */
+Datum
+webhooks_replay(PG_FUNCTION_ARGS)
+{
+	char	   *community_id = check_community_id(fcinfo, 0);
+	pg_uuid_t  *id = check_webhook_id(fcinfo, 1);
+	pg_uuid_t  *event_id = check_event_id(fcinfo, 2);
+	Oid			types[4] = {TEXTOID, UUIDOID, XID8ARRAYOID, UUIDOID};
+	Datum		values[4];
+
+	values[0] = CStringGetTextDatum(community_id);
+	values[1] = UUIDPGetDatum(event_id);
+	values[2] = event_txids(event_id);
+	values[3] = UUIDPGetDatum(id);
+
+	SPI_connect();
+	check_active_webhook(community_id, id);
+	run_query("SELECT 1 " EVENT_LOOKUP,
+			  3, types, values, NULL, true, SPI_OK_SELECT);
+	if (SPI_processed == 0)
+		raise_event_not_found(community_id, event_id);
+
+	run_query("UPDATE webhooks.deliveries SET state = 'pending', attempts = 0, "
+			  "next_attempt_at = pg_catalog.now() "
+			  "WHERE webhook_id OPERATOR(pg_catalog.=) $4 "
+			  "AND event_id OPERATOR(pg_catalog.=) $2 "
+			  "AND state OPERATOR(pg_catalog.<>) 'sending'",
+			  4, types, values, NULL, false, SPI_OK_UPDATE);
+	if (SPI_processed == 0)
+		run_query("INSERT INTO webhooks.deliveries (webhook_id, event_id, "
+				  "event, community_id, emitted_at, event_txid) "
+				  "SELECT $4, e.id, e.type, e.community_id, e.created_at, e.txid "
+				  EVENT_LOOKUP,
+				  4, types, values, NULL, false, SPI_OK_INSERT);
+	SPI_finish();
+	webhooks_wake_worker_at_commit();
+	PG_RETURN_VOID();
+}
+
+/*
+ * SQL: webhook_recover(community_id, id, since) -> how many
+ *
+ * Every kept event emitted at or after "since" whose delivery to the
+ * webhook ended in failure (its attempts ran out, or the webhook was
+ * deactivated) starts over, as webhook_replay does.  Deliveries still
+ * pending or in flight are left as they are, so nothing is queued twice.
+ */
+Datum
+webhooks_recover(PG_FUNCTION_ARGS)
+{
+	char	   *community_id = check_community_id(fcinfo, 0);
+	pg_uuid_t  *id = check_webhook_id(fcinfo, 1);
+	Oid			types[2] = {UUIDOID, TIMESTAMPTZOID};
+	Datum		values[2];
+	int64		recovered;
+
+	if (PG_ARGISNULL(2))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("since must not be null"),
+				 errhint("Pass '-infinity' to recover every kept event.")));
+	values[0] = UUIDPGetDatum(id);
+	values[1] = PG_GETARG_DATUM(2);
+
+	SPI_connect();
+	check_active_webhook(community_id, id);
+	run_query("UPDATE webhooks.deliveries d SET state = 'pending', "
+			  "attempts = 0, next_attempt_at = pg_catalog.now() "
+			  "WHERE d.webhook_id OPERATOR(pg_catalog.=) $1 "
+			  "AND d.state OPERATOR(pg_catalog.=) 'failed' "
+			  "AND d.emitted_at OPERATOR(pg_catalog.>=) $2 "
+			  "AND EXISTS (SELECT 1 FROM webhooks.events e "
+			  "  WHERE e.txid OPERATOR(pg_catalog.=) d.event_txid "
+			  "  AND e.id OPERATOR(pg_catalog.=) d.event_id "
+			  "  AND e.created_at OPERATOR(pg_catalog.=) d.emitted_at)",
+			  2, types, values, NULL, false, SPI_OK_UPDATE);
+	recovered = (int64) SPI_processed;
+	SPI_finish();
+	if (recovered > 0)
+		webhooks_wake_worker_at_commit();
+	PG_RETURN_INT64(recovered);
 }

@@ -25,6 +25,7 @@
 #include "postgres.h"
 
 #include "access/htup_details.h"
+#include "access/xact.h"
 #include "catalog/pg_type.h"
 #include "catalog/pg_proc.h"
 #include "commands/trigger.h"
@@ -36,13 +37,40 @@
 #include "utils/jsonb.h"
 #include "utils/rel.h"
 #include "utils/syscache.h"
+#include "utils/timestamp.h"
+#include "utils/xid8.h"
 
 #include "webhooks.h"
 
 PG_FUNCTION_INFO_V1(webhooks_emit);
 PG_FUNCTION_INFO_V1(webhooks_emit_trigger);
+PG_FUNCTION_INFO_V1(webhooks_emit_1_1);
+PG_FUNCTION_INFO_V1(webhooks_emit_trigger_1_1);
+
+/*
+ * Where an event goes: 1.1 appends it to webhooks.events; the 1.0 entry
+ * points, called by databases whose extension is not updated yet, queue
+ * one delivery per subscriber as 1.0 did (the worker waits for the update
+ * and then carries those over).
+ */
+typedef enum EmitLayout
+{
+	EMIT_1_0,
+	EMIT_1_1
+} EmitLayout;
 
 static SPIPlanPtr emit_plan = NULL;
+static SPIPlanPtr append_plan = NULL;
+
+/*
+ * 1.1: one row, one index entry.  The event type is checked by the
+ * primary key of event_types in the same statement.
+ */
+static const char *append_sql =
+"INSERT INTO webhooks.events (id, type, community_id, payload, created_at, txid)"
+" SELECT $1, $3, $2, $4, $5, $6"
+" WHERE EXISTS (SELECT 1 FROM webhooks.event_types t"
+"               WHERE t.name OPERATOR(pg_catalog.=) $3)";
 
 /*
  * The statement runs as the owner without a SET search_path (saving and
@@ -98,9 +126,76 @@ function_owner(FunctionCallInfo fcinfo, bool builds_payload)
 	return owner;
 }
 
+/* Prepare a statement once for the life of the backend. */
+static SPIPlanPtr
+prepare_once(SPIPlanPtr *plan, const char *sql, int nargs, Oid *argtypes)
+{
+	if (*plan == NULL)
+	{
+		SPIPlanPtr	p = SPI_prepare(sql, nargs, argtypes);
+
+		if (p == NULL)
+			elog(ERROR, "SPI_prepare failed: %s",
+				 SPI_result_code_string(SPI_result));
+		SPI_keepplan(p);
+		*plan = p;
+	}
+	return *plan;
+}
+
+/* 1.1: append the event; false if its type is unknown. */
+static bool
+append_event(pg_uuid_t *event_id, const char *community_id,
+			 const char *event, Datum payload)
+{
+	Oid			argtypes[6] = {UUIDOID, TEXTOID, TEXTOID, JSONBOID,
+	TIMESTAMPTZOID, XID8OID};
+	Datum		args[6];
+	FullTransactionId xid = GetTopFullTransactionId();
+	TimestampTz created_at;
+	int			ret;
+
+	webhooks_event_id(event_id, xid, &created_at);
+	args[0] = UUIDPGetDatum(event_id);
+	args[1] = CStringGetTextDatum(community_id);
+	args[2] = CStringGetTextDatum(event);
+	args[3] = payload;
+	args[4] = TimestampTzGetDatum(created_at);
+	args[5] = FullTransactionIdGetDatum(xid);
+	ret = SPI_execute_plan(prepare_once(&append_plan, append_sql, 6, argtypes),
+						   args, NULL, false, 0);
+	if (ret != SPI_OK_INSERT)
+		elog(ERROR, "could not record event: %s", SPI_result_code_string(ret));
+	return SPI_processed == 1;
+}
+
+/* 1.0: a delivery per subscriber; false if the event type is unknown. */
+static bool
+queue_deliveries_1_0(pg_uuid_t *event_id, const char *community_id,
+					 const char *event, Datum payload)
+{
+	Oid			argtypes[4] = {UUIDOID, TEXTOID, TEXTOID, JSONBOID};
+	Datum		args[4];
+	bool		isnull;
+	int			ret;
+
+	webhooks_uuid_v7_fill(event_id);
+	args[0] = UUIDPGetDatum(event_id);
+	args[1] = CStringGetTextDatum(community_id);
+	args[2] = CStringGetTextDatum(event);
+	args[3] = payload;
+	ret = SPI_execute_plan(prepare_once(&emit_plan, emit_sql, 4, argtypes),
+						   args, NULL, false, 1);
+	if (ret != SPI_OK_SELECT || SPI_processed != 1)
+		elog(ERROR, "could not queue event: %s",
+			 SPI_result_code_string(ret));
+	return DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0],
+									  SPI_tuptable->tupdesc, 1, &isnull));
+}
+
 /*
- * Queue one event for every active webhook of the community subscribed
- * to it, running the statement as "owner".  Returns the new event's id.
+ * Record one event, running the statement as "owner".  Returns the new
+ * event's id.  The worker is woken at commit.
  *
  * The switch of user is restricted (SECURITY_RESTRICTED_OPERATION, as
  * maintenance commands do) and covers only the prepared statement; an
@@ -108,50 +203,26 @@ function_owner(FunctionCallInfo fcinfo, bool builds_payload)
  * the caller's user.
  */
 static pg_uuid_t *
-emit_event(Oid owner, const char *community_id, const char *event,
-		   Datum payload)
+emit_event(EmitLayout layout, Oid owner, const char *community_id,
+		   const char *event, Datum payload)
 {
 	Oid			save_userid;
 	int			save_sec_context;
-	Oid			argtypes[4] = {UUIDOID, TEXTOID, TEXTOID, JSONBOID};
-	Datum		args[4];
 	pg_uuid_t  *event_id = palloc(sizeof(pg_uuid_t));
 	bool		known;
-	bool		isnull;
-	int64		queued;
-	int			ret;
 
 	check_community_id_value(community_id);
-
-	webhooks_uuid_v7_fill(event_id);
-	args[0] = UUIDPGetDatum(event_id);
-	args[1] = CStringGetTextDatum(community_id);
-	args[2] = CStringGetTextDatum(event);
-	args[3] = payload;
+	webhooks_check_payload_size(payload);
 
 	GetUserIdAndSecContext(&save_userid, &save_sec_context);
 	SetUserIdAndSecContext(owner, save_sec_context |
 						   SECURITY_LOCAL_USERID_CHANGE |
 						   SECURITY_RESTRICTED_OPERATION);
 	SPI_connect();
-	if (emit_plan == NULL)
-	{
-		SPIPlanPtr	plan = SPI_prepare(emit_sql, 4, argtypes);
-
-		if (plan == NULL)
-			elog(ERROR, "SPI_prepare failed: %s",
-				 SPI_result_code_string(SPI_result));
-		SPI_keepplan(plan);
-		emit_plan = plan;
-	}
-	ret = SPI_execute_plan(emit_plan, args, NULL, false, 1);
-	if (ret != SPI_OK_SELECT || SPI_processed != 1)
-		elog(ERROR, "could not queue event: %s",
-			 SPI_result_code_string(ret));
-	known = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0],
-									   SPI_tuptable->tupdesc, 1, &isnull));
-	queued = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
-										 SPI_tuptable->tupdesc, 2, &isnull));
+	if (layout == EMIT_1_1)
+		known = append_event(event_id, community_id, event, payload);
+	else
+		known = queue_deliveries_1_0(event_id, community_id, event, payload);
 	SPI_finish();
 	SetUserIdAndSecContext(save_userid, save_sec_context);
 
@@ -160,8 +231,7 @@ emit_event(Oid owner, const char *community_id, const char *event,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("unknown event type \"%s\"", event),
 				 errhint("The event types are listed in webhooks.event_types.")));
-	if (queued > 0)
-		webhooks_wake_worker_at_commit();
+	webhooks_wake_worker_at_commit();
 	return event_id;
 }
 
@@ -193,9 +263,9 @@ jsonb_safe_text(char *json)
 	return json;
 }
 
-/* SQL: emit(community_id, event, payload) */
-Datum
-webhooks_emit(PG_FUNCTION_ARGS)
+/* emit(community_id, event, payload) */
+static Datum
+emit(FunctionCallInfo fcinfo, EmitLayout layout)
 {
 	char	   *community_id = check_community_id(fcinfo, 0);
 
@@ -209,18 +279,32 @@ webhooks_emit(PG_FUNCTION_ARGS)
 				 errmsg("payload must not be null"),
 				 errhint("Pass '{}' for an event without data.")));
 
-	PG_RETURN_UUID_P(emit_event(function_owner(fcinfo, false), community_id,
+	PG_RETURN_UUID_P(emit_event(layout, function_owner(fcinfo, false),
+								community_id,
 								TextDatumGetCString(PG_GETARG_DATUM(1)),
 								PG_GETARG_DATUM(2)));
 }
 
-/*
- * SQL: emit_trigger(event [, community_column]), a row trigger for
- * INSERT, UPDATE or DELETE.  The payload is the row as JSON: the new row,
- * or the old one for DELETE.
- */
+/* SQL: emit(community_id, event, payload), 1.1 and 1.0 */
 Datum
-webhooks_emit_trigger(PG_FUNCTION_ARGS)
+webhooks_emit_1_1(PG_FUNCTION_ARGS)
+{
+	return emit(fcinfo, EMIT_1_1);
+}
+
+Datum
+webhooks_emit(PG_FUNCTION_ARGS)
+{
+	return emit(fcinfo, EMIT_1_0);
+}
+
+/*
+ * emit_trigger(event [, community_column]), a row trigger for INSERT,
+ * UPDATE or DELETE.  The payload is the row as JSON: the new row, or the
+ * old one for DELETE.
+ */
+static Datum
+emit_trigger(FunctionCallInfo fcinfo, EmitLayout layout)
 {
 	TriggerData *trigdata = (TriggerData *) fcinfo->context;
 	Trigger    *trigger;
@@ -287,10 +371,23 @@ webhooks_emit_trigger(PG_FUNCTION_ARGS)
 							   heap_copy_tuple_as_datum(row, tupdesc));
 	payload = DirectFunctionCall1(jsonb_in,
 								  CStringGetDatum(jsonb_safe_text(TextDatumGetCString(json))));
-	emit_event(owner, community_id, trigger->tgargs[0], payload);
+	emit_event(layout, owner, community_id, trigger->tgargs[0], payload);
 
 	/* Leave the row as it is, whether fired before or after. */
 	if (TRIGGER_FIRED_BEFORE(trigdata->tg_event))
 		return PointerGetDatum(row);
 	return PointerGetDatum(NULL);
+}
+
+/* SQL: emit_trigger(), 1.1 and 1.0 */
+Datum
+webhooks_emit_trigger_1_1(PG_FUNCTION_ARGS)
+{
+	return emit_trigger(fcinfo, EMIT_1_1);
+}
+
+Datum
+webhooks_emit_trigger(PG_FUNCTION_ARGS)
+{
+	return emit_trigger(fcinfo, EMIT_1_0);
 }

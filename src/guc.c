@@ -30,6 +30,7 @@ int			webhooks_max_concurrent = 512;
 int			webhooks_max_per_endpoint = 64;
 int			webhooks_batch_size = 500;
 int			webhooks_log_retention_s = 30 * 24 * 3600;
+int			webhooks_max_payload_size = 1024 * 1024;
 
 /* The parsed retry schedule: delays in ms before attempts 2, 3, ... */
 typedef struct RetrySchedule
@@ -254,7 +255,7 @@ webhooks_define_gucs(void)
 							NULL, NULL, NULL);
 
 	DefineCustomIntVariable("webhooks.log_retention",
-							"How long delivery attempts are kept; 0 keeps them forever.",
+							"How long events and delivery attempts are kept; 0 keeps them forever.",
 							NULL,
 							&webhooks_log_retention_s,
 							30 * 24 * 3600,
@@ -262,6 +263,17 @@ webhooks_define_gucs(void)
 							INT_MAX,
 							PGC_SIGHUP,
 							GUC_UNIT_S,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("webhooks.max_payload_size",
+							"Largest event payload emit accepts (as stored, in jsonb).",
+							"Bounds what the worker holds in memory per request.",
+							&webhooks_max_payload_size,
+							1024 * 1024,
+							1024,
+							64 * 1024 * 1024,
+							PGC_SIGHUP,
+							GUC_UNIT_BYTE,
 							NULL, NULL, NULL);
 
 	MarkGUCPrefixReserved("webhooks");

@@ -82,9 +82,14 @@ PENDING_WEBHOOKS
 "  UPDATE webhooks.deliveries d SET state = 'sending'"
 "  FROM c WHERE d.id = c.id"
 "  RETURNING d.id, d.webhook_id, d.event_id, d.event, d.community_id,"
-"    d.payload::text AS payload, d.emitted_at, d.attempts"
+"    d.emitted_at, d.attempts, d.event_txid"
 ") "
-"SELECT u.*, w.url, w.secret FROM u"
+"SELECT u.id, u.webhook_id, u.event_id, u.event, u.community_id,"
+"       (SELECT e.payload::text FROM webhooks.events e"
+"        WHERE e.txid = u.event_txid AND e.id = u.event_id"
+"          AND e.created_at = u.emitted_at),"
+"       u.emitted_at, u.attempts, w.url, w.secret"
+"  FROM u"
 "  LEFT JOIN webhooks.webhooks w ON w.id = u.webhook_id AND w.is_active";
 
 /* When the next delivery of a webhook with a free slot is due. */
@@ -380,38 +385,6 @@ webhooks_queue_record(AttemptRecord *records, int n)
 	if (ret != SPI_OK_UPDATE)
 		elog(ERROR, "could not record attempts: %s",
 			 SPI_result_code_string(ret));
-}
-
-/*
- * Delete up to limit log rows older than the retention period.  Log ids
- * are time-ordered UUIDs, so the primary key finds them without another
- * index.  Returns how many were deleted.
- */
-int64
-webhooks_queue_prune_log(int64 retention_s, int limit)
-{
-	Oid			argtypes[2] = {UUIDOID, INT4OID};
-	Datum		args[2];
-	pg_uuid_t  *bound = palloc0(sizeof(pg_uuid_t));
-	int64		cutoff_ms;
-	int			ret;
-
-	cutoff_ms = (int64) time(NULL) * 1000 - retention_s * 1000;
-	if (cutoff_ms <= 0)
-		return 0;
-	webhooks_uuid_v7_set_time(bound, cutoff_ms);
-
-	args[0] = UUIDPGetDatum(bound);
-	args[1] = Int32GetDatum(limit);
-	ret = SPI_execute_with_args("DELETE FROM webhooks.delivery_attempts "
-								"WHERE id = ANY (ARRAY("
-								"  SELECT id FROM webhooks.delivery_attempts "
-								"  WHERE id < $1 ORDER BY id LIMIT $2))",
-								2, argtypes, args, NULL, false, 0);
-	if (ret != SPI_OK_DELETE)
-		elog(ERROR, "could not prune the delivery log: %s",
-			 SPI_result_code_string(ret));
-	return (int64) SPI_processed;
 }
 
 /* Put one delivery the worker holds back to 'pending', due now. */

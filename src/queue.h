@@ -21,7 +21,7 @@ typedef struct Delivery
 	pg_uuid_t	event_id;
 	char	   *event;
 	char	   *community_id;
-	char	   *payload;
+	char	   *payload;		/* NULL if the event is no longer kept */
 	TimestampTz emitted_at;
 	int			attempts;		/* attempts made before this one */
 	char	   *url;			/* NULL if the webhook is gone or inactive */
@@ -62,7 +62,12 @@ extern int	webhooks_queue_claim(int limit, pg_uuid_t *busy, int32 *used,
 extern bool webhooks_queue_next_due(pg_uuid_t *busy, int32 *used, int nbusy,
 									TimestampTz *due);
 extern void webhooks_queue_record(AttemptRecord *records, int n);
-extern int64 webhooks_queue_prune_log(int64 retention_s, int limit);
 extern void webhooks_queue_requeue(int64 delivery_id);
+
+/* reader.c: committed events become deliveries */
+extern int64 webhooks_read_events(int64 *events);
+
+/* partitions.c: daily partitions of the events and the log */
+extern bool webhooks_maintain_partitions(int64 retention_s);
 
 #endif							/* WEBHOOKS_QUEUE_H */

@@ -22,6 +22,7 @@
 
 #include "common/base64.h"
 #include "common/sha2.h"
+#include "datatype/timestamp.h"
 #include "fmgr.h"
 #include "utils/uuid.h"
 
@@ -151,6 +152,62 @@ webhooks_uuid_v7_fill(pg_uuid_t *uuid)
 	webhooks_uuid_v7_set_time(uuid, (int64) tv.tv_sec * 1000 + tv.tv_usec / 1000);
 	uuid->data[6] = (uuid->data[6] & 0x0f) | 0x70;	/* version 7 */
 	uuid->data[8] = (uuid->data[8] & 0x3f) | 0x80;	/* RFC 4122 variant */
+}
+
+/*
+ * An event's id: a version 7 UUID whose 48-bit time is when it was emitted
+ * (never earlier than the backend's previous event), whose 12 bits after
+ * the version count events within that millisecond, and whose last 62 bits
+ * are the emitting transaction's id (webhooks.events.txid).  Unique, since
+ * no two transactions share an id and one transaction's events differ in
+ * time or count; time-ordered like any version 7 UUID; and it leads
+ * event_get to the event through the events' only index, (txid, id).
+ * *created_at receives the id's time.
+ */
+void
+webhooks_event_id(pg_uuid_t *uuid, FullTransactionId xid,
+				   TimestampTz *created_at)
+{
+	static int64 last_ms = 0;
+	static int	count = 0;
+	struct timeval tv;
+	int64		ms;
+	uint64		x = U64FromFullTransactionId(xid);
+
+	gettimeofday(&tv, NULL);
+	ms = (int64) tv.tv_sec * 1000 + tv.tv_usec / 1000;
+	if (ms > last_ms)
+	{
+		last_ms = ms;
+		count = 0;
+	}
+	else if (++count > 0xfff)
+	{
+		/* 4096 in one millisecond: borrow the next one */
+		last_ms++;
+		count = 0;
+	}
+	webhooks_uuid_v7_set_time(uuid, last_ms);
+	uuid->data[6] = 0x70 | ((count >> 8) & 0x0f);	/* version 7 */
+	uuid->data[7] = count & 0xff;
+	uuid->data[8] = 0x80 | ((x >> 56) & 0x3f);	/* RFC 4122 variant */
+	for (int i = 9; i < UUID_LEN; i++)
+		uuid->data[i] = (x >> (8 * (UUID_LEN - 1 - i))) & 0xff;
+
+	*created_at = (TimestampTz) (last_ms -
+								 (int64) (POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) *
+								 SECS_PER_DAY * 1000) * 1000;
+}
+
+/* The transaction id an event id carries (see webhooks_event_id). */
+FullTransactionId
+webhooks_event_id_txid(const pg_uuid_t *uuid)
+{
+	uint64		x = (uint64) (uuid->data[8] & 0x3f) << 56;
+
+	for (int i = 9; i < UUID_LEN; i++)
+		x |= (uint64) uuid->data[i] << (8 * (UUID_LEN - 1 - i));
+	return FullTransactionIdFromU64(x);
 }
 
 /* SQL: webhooks.uuid_v7() */

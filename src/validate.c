@@ -16,6 +16,7 @@
 
 #include <curl/curl.h>
 
+#include "access/detoast.h"
 #include "catalog/pg_collation.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
@@ -62,6 +63,21 @@ check_community_id_value(const char *community_id)
 				 errmsg("community_id is too long"),
 				 errdetail("The community_id is %zu bytes long; the limit is %d bytes.",
 						   len, WEBHOOKS_MAX_COMMUNITY_ID_BYTES)));
+}
+
+/* An event's payload: no larger than webhooks.max_payload_size. */
+void
+webhooks_check_payload_size(Datum payload)
+{
+	Size		size = toast_raw_datum_size(payload) - VARHDRSZ;
+
+	if (size > (Size) webhooks_max_payload_size)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("event payload is too large"),
+				 errdetail("The payload takes %zu bytes; webhooks.max_payload_size is %d bytes.",
+						   size, webhooks_max_payload_size),
+				 errhint("Send a reference to the data instead, or raise webhooks.max_payload_size.")));
 }
 
 /* The webhook id argument: not NULL. */

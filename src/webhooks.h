@@ -10,6 +10,8 @@
 
 #include "postgres.h"
 
+#include "access/transam.h"
+#include "datatype/timestamp.h"
 #include "fmgr.h"
 #include "nodes/nodes.h"
 #include "storage/latch.h"
@@ -17,7 +19,9 @@
 #include "utils/array.h"
 #include "utils/uuid.h"
 
-#define WEBHOOKS_VERSION "1.0.1"
+#define WEBHOOKS_VERSION "1.1"
+/* The extension version whose tables the worker reads and writes */
+#define WEBHOOKS_SCHEMA_VERSION "1.1"
 #define WEBHOOKS_USER_AGENT "webhooks-postgresql/" WEBHOOKS_VERSION
 
 /* Longest accepted endpoint URL, in bytes */
@@ -43,6 +47,7 @@ extern int	webhooks_max_concurrent;
 extern int	webhooks_max_per_endpoint;
 extern int	webhooks_batch_size;
 extern int	webhooks_log_retention_s;
+extern int	webhooks_max_payload_size;
 
 extern void webhooks_define_gucs(void);
 extern int	webhooks_max_attempts(void);
@@ -70,6 +75,7 @@ extern void webhooks_attach_shmem(void);
 /* validate.c: input checks; each raises a clear ERROR */
 extern char *check_community_id(FunctionCallInfo fcinfo, int argno);
 extern void check_community_id_value(const char *community_id);
+extern void webhooks_check_payload_size(Datum payload);
 extern pg_uuid_t *check_webhook_id(FunctionCallInfo fcinfo, int argno);
 extern char *check_url(text *url);
 extern ArrayType *check_events(ArrayType *events);
@@ -79,6 +85,9 @@ extern char *webhooks_new_secret(void);
 extern char *webhooks_sign(const char *secret, const char *msg_id,
 						   int64 timestamp, const char *body, size_t body_len);
 extern void webhooks_uuid_v7_fill(pg_uuid_t *uuid);
+extern void webhooks_event_id(pg_uuid_t *uuid, FullTransactionId xid,
+							  TimestampTz *created_at);
+extern FullTransactionId webhooks_event_id_txid(const pg_uuid_t *uuid);
 extern void webhooks_uuid_v7_set_time(pg_uuid_t *uuid, int64 unix_ms);
 extern char *webhooks_uuid_to_cstring(const pg_uuid_t *uuid);
 

@@ -10,10 +10,13 @@
  *      failed, and free their slot (starting the next request queued for
  *      that webhook);
  *   2. record finished attempts in one transaction per batch;
- *   3. claim due deliveries in one short transaction and start them;
- *   4. wait on the latch, libcurl's sockets and timers together.
- * A commit that queued deliveries sets the latch (webhooks.c), a due retry
- * is a timer, and with nothing to do the worker waits without a query.
+ *   3. read the events committed since the last read and queue their
+ *      deliveries (reader.c), in one short transaction;
+ *   4. claim due deliveries in one short transaction and start them;
+ *   5. wait on the latch, libcurl's sockets and timers together.
+ * A commit that emitted events sets the latch (webhooks.c), a due retry
+ * is a timer, and with nothing to do the worker looks once a second for
+ * work it was not woken for (rows restored or re-queued by hand).
  *
  * Each webhook has at most webhooks.max_requests_per_endpoint requests in
  * flight; deliveries claimed beyond that wait in memory, and a webhook at
@@ -29,7 +32,13 @@
 
 #include <signal.h>
 
+#include "access/genam.h"
+#include "access/htup_details.h"
+#include "access/stratnum.h"
+#include "access/table.h"
 #include "access/xact.h"
+#include "catalog/indexing.h"
+#include "catalog/pg_extension.h"
 #include "commands/dbcommands.h"
 #include "commands/extension.h"
 #include "common/pg_prng.h"
@@ -46,6 +55,9 @@
 #include "utils/hsearch.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
+#include "utils/builtins.h"
+#include "utils/fmgroids.h"
+#include "utils/rel.h"
 #include "utils/timestamp.h"
 
 #include "http.h"
@@ -55,9 +67,11 @@
 
 /* How long finished attempts may wait to be recorded with others */
 #define RECORD_DELAY_MS 20
-/* How often the log is pruned, and how much at a time */
-#define PRUNE_INTERVAL_MS (3600 * 1000L)
-#define PRUNE_CHUNK 10000
+/* How often partitions are made ahead and dropped past the retention */
+#define MAINTAIN_INTERVAL_MS (3600 * 1000L)
+/* Longest an idle worker goes without looking for work it was not woken
+ * for (rows restored or re-queued by hand, a missed wake-up) */
+#define POLL_INTERVAL_MS 1000
 /* Longest wait a Retry-After header may impose */
 #define MAX_RETRY_AFTER_MS (24 * 3600 * 1000L)
 /* How often to look for the extension while it is not installed */
@@ -197,15 +211,49 @@ claim_worker_slot(void)
 	return claimed;
 }
 
-/* Wait until CREATE EXTENSION webhooks has run in this database. */
+/* The installed version of the extension, or NULL (in a transaction). */
+static char *
+installed_version(void)
+{
+	Relation	rel;
+	ScanKeyData key;
+	SysScanDesc scan;
+	HeapTuple	tuple;
+	char	   *version = NULL;
+
+	rel = table_open(ExtensionRelationId, AccessShareLock);
+	ScanKeyInit(&key, Anum_pg_extension_extname, BTEqualStrategyNumber,
+				F_NAMEEQ, CStringGetDatum("webhooks"));
+	scan = systable_beginscan(rel, ExtensionNameIndexId, true, NULL, 1, &key);
+	tuple = systable_getnext(scan);
+	if (HeapTupleIsValid(tuple))
+	{
+		bool		isnull;
+		Datum		d = heap_getattr(tuple, Anum_pg_extension_extversion,
+									 RelationGetDescr(rel), &isnull);
+
+		if (!isnull)
+			version = MemoryContextStrdup(TopMemoryContext,
+										  TextDatumGetCString(d));
+	}
+	systable_endscan(scan);
+	table_close(rel, AccessShareLock);
+	return version;
+}
+
+/*
+ * Wait until the extension is installed in this database, at the version
+ * this library's worker serves (an older one is updated first).
+ */
 static bool
 wait_for_extension(void)
 {
-	bool		said = false;
+	bool		said_missing = false;
+	bool		said_old = false;
 
 	for (;;)
 	{
-		bool		installed;
+		char	   *version;
 
 		CHECK_FOR_INTERRUPTS();
 		if (ShutdownRequestPending)
@@ -218,16 +266,27 @@ wait_for_extension(void)
 
 		SetCurrentStatementStartTimestamp();
 		StartTransactionCommand();
-		installed = OidIsValid(get_extension_oid("webhooks", true));
+		version = installed_version();
 		CommitTransactionCommand();
-		if (installed)
+		if (version != NULL && strcmp(version, WEBHOOKS_SCHEMA_VERSION) == 0)
 			return true;
 
-		if (!said)
+		if (version == NULL && !said_missing)
+		{
 			ereport(LOG,
 					(errmsg("webhooks: extension \"webhooks\" is not installed in database \"%s\" yet; waiting",
 							MyBgworkerEntry->bgw_extra)));
-		said = true;
+			said_missing = true;
+		}
+		else if (version != NULL && !said_old)
+		{
+			ereport(LOG,
+					(errmsg("webhooks: extension \"webhooks\" %s in database \"%s\" needs an update to %s; waiting",
+							version, MyBgworkerEntry->bgw_extra,
+							WEBHOOKS_SCHEMA_VERSION),
+					 errhint("Run ALTER EXTENSION webhooks UPDATE; queued deliveries are kept and sent after it.")));
+			said_old = true;
+		}
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
 						 EXTENSION_POLL_MS, PG_WAIT_EXTENSION);
 		ResetLatch(MyLatch);
@@ -540,6 +599,11 @@ start_delivery(Delivery *d)
 		record_unsendable(d, "the webhook was deleted or deactivated");
 		return;
 	}
+	if (d->payload == NULL)
+	{
+		record_unsendable(d, "the event is no longer kept (webhooks.log_retention)");
+		return;
+	}
 	PG_TRY();
 	{
 		submit(endpoint_for(&d->webhook_id), build_request(d));
@@ -598,38 +662,58 @@ claim_and_start(int limit, pg_uuid_t *busy, int32 *used, int nbusy,
 }
 
 static void
-prune_one_chunk(void *arg)
+maintain_partitions(void *arg)
 {
-	*(int64 *) arg = webhooks_queue_prune_log(webhooks_log_retention_s,
-											  PRUNE_CHUNK);
-}
-
-/* Delete one chunk of expired log rows; returns how many. */
-static int64
-prune_chunk(void)
-{
-	int64		deleted = 0;
-
-	if (!run_in_transaction("pruning the delivery log", prune_one_chunk,
-							&deleted))
-		return 0;
-	return deleted;
+	/* DDL on tables the application writes: never wait long for it */
+	SetConfigOption("lock_timeout", "1s", PGC_SUSET, PGC_S_SESSION);
+	*(bool *) arg = webhooks_maintain_partitions(webhooks_log_retention_s);
+	SetConfigOption("lock_timeout", "0", PGC_SUSET, PGC_S_SESSION);
 }
 
 /*
- * Delete log rows past webhooks.log_retention, a few chunks at a time.
- * Returns true if more are left, so the caller comes back soon instead of
- * in an hour: the log must not outgrow its retention at any rate.
+ * Make the coming days' partitions and drop expired ones.  Returns false
+ * if that failed (a lock not granted in time, say) or had to wait (a
+ * restore at work): try again soon.
  */
 static bool
-prune_log(void)
+maintain(void)
 {
-	if (webhooks_log_retention_s <= 0)
-		return false;
-	for (int round = 0; round < 10; round++)
-		if (prune_chunk() < PRUNE_CHUNK)
-			return false;
-	return true;
+	bool		done = false;
+	bool		ok = run_in_transaction("maintaining partitions",
+										maintain_partitions, &done);
+
+	if (!ok)
+		SetConfigOption("lock_timeout", "0", PGC_SUSET, PGC_S_SESSION);
+	return ok && done;
+}
+
+/* What a read found, for run_in_transaction */
+typedef struct ReadResult
+{
+	int64		events;
+	int64		queued;
+} ReadResult;
+
+static void
+read_events(void *arg)
+{
+	ReadResult *r = (ReadResult *) arg;
+
+	r->queued = webhooks_read_events(&r->events);
+}
+
+/*
+ * Queue the deliveries of the events committed since the last read.
+ * Returns how many were queued, or -1 after an error.
+ */
+static int64
+read_new_events(void)
+{
+	ReadResult	r = {0, 0};
+
+	if (!run_in_transaction("reading events", read_events, &r))
+		return -1;
+	return r.queued;
 }
 
 /* Milliseconds from now until t, at least 0. */
@@ -649,10 +733,11 @@ deliver_forever(void)
 												   "webhooks loop",
 												   ALLOCSET_DEFAULT_SIZES);
 	bool		claim_now = true;
+	bool		read_now = true;
 	bool		has_due = false;
 	TimestampTz next_due = 0;
-	TimestampTz next_prune = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
-														 60 * 1000);
+	TimestampTz next_maintain = 0;
+	TimestampTz next_poll = 0;
 
 	for (;;)
 	{
@@ -691,7 +776,23 @@ deliver_forever(void)
 		}
 
 		/*
-		 * 3. Claim due deliveries while there is room.  Claim again once
+		 * 3. Queue the deliveries of newly committed events: when woken,
+		 * and at least every POLL_INTERVAL_MS.
+		 */
+		if (ms_until(next_poll) == 0)
+			read_now = claim_now = true;
+		if (read_now)
+		{
+			read_now = false;
+			next_poll = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+													POLL_INTERVAL_MS);
+			if (read_new_events() < 0)
+				next_poll = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+														1000);
+		}
+
+		/*
+		 * 4. Claim due deliveries while there is room.  Claim again once
 		 * half a webhook's worth of slots came free, without waiting for the
 		 * attempts to be recorded: an endpoint at its limit must not idle
 		 * while its backlog waits.
@@ -734,15 +835,11 @@ deliver_forever(void)
 			continue;			/* start over: records may be waiting */
 		}
 
-		if (ms_until(next_prune) == 0)
-		{
-			bool		more = prune_log();
+		if (ms_until(next_maintain) == 0)
+			next_maintain = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+														maintain() ? MAINTAIN_INTERVAL_MS : 60 * 1000);
 
-			next_prune = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
-													 more ? 1000 : PRUNE_INTERVAL_MS);
-		}
-
-		/* 4. Wait for sockets, timers, the latch, or the next due time. */
+		/* 5. Wait for sockets, timers, the latch, or the next due time. */
 		if (nrecords > 0)
 			timeout = ms_until(TimestampTzPlusMilliseconds(first_record_at,
 														   RECORD_DELAY_MS));
@@ -753,17 +850,17 @@ deliver_forever(void)
 			if (timeout < 0 || due < timeout)
 				timeout = due;
 		}
-		if (webhooks_log_retention_s > 0)
 		{
-			long		prune = ms_until(next_prune);
+			long		soonest = Min(ms_until(next_maintain),
+									  ms_until(next_poll));
 
-			if (timeout < 0 || prune < timeout)
-				timeout = prune;
+			if (timeout < 0 || soonest < timeout)
+				timeout = soonest;
 		}
 
 		pgstat_report_activity(STATE_IDLE, NULL);
 		if (webhooks_client_wait(client, timeout, PG_WAIT_EXTENSION) & WL_LATCH_SET)
-			claim_now = true;
+			read_now = claim_now = true;
 	}
 }
 

@@ -29,6 +29,7 @@ as_test_user make -C "$work" -s installcheck PROVE_TESTS='test/t/*.pl' \
 if [ $status -ne 0 ]; then
 	echo "==== tests failed; details follow ===="
 	[ -f "$work/regression.diffs" ] && cat "$work/regression.diffs"
+	[ -f "$work/output_iso/regression.diffs" ] && cat "$work/output_iso/regression.diffs"
 	for f in "$work"/tmp_check/log/regress_log_* "$work"/log/postmaster.log; do
 		[ -f "$f" ] || continue
 		echo "---- $f (last 80 lines)"

@@ -101,8 +101,8 @@ wait_until(sub { grep { $_->{body} =~ /rolled-back/ } requests($recv) },
 is(scalar(grep { $_->{body} =~ /rolled-back/ } requests($recv)), 0,
 	'a rolled-back emit delivers nothing');
 is($node->safe_psql('postgres',
-	q{SELECT count(*) FROM webhooks.deliveries WHERE payload->>'tag' = 'rolled-back'}),
-	'0', 'and leaves no delivery row');
+	q{SELECT count(*) FROM webhooks.events WHERE payload->>'tag' = 'rolled-back'}),
+	'0', 'and leaves no event row');
 
 # ---------------------------------------------------------------------
 # Nothing leaves before commit.
@@ -117,8 +117,11 @@ wait_until(sub { grep { $_->{body} =~ /pre-commit/ } requests($recv) },
 is(scalar(grep { $_->{body} =~ /pre-commit/ } requests($recv)), 0,
 	'nothing is sent while the emitting transaction is open');
 is($node->safe_psql('postgres',
+	"SELECT count(*) FROM webhooks.events WHERE id = '$open_eid'"),
+	'0', 'no event row is visible to other sessions');
+is($node->safe_psql('postgres',
 	"SELECT count(*) FROM webhooks.deliveries WHERE event_id = '$open_eid'"),
-	'0', 'no committed delivery row is visible to other sessions');
+	'0', 'and no delivery was queued for it');
 my $t_commit = time();
 $bg->query_safe('COMMIT');
 my @pc = wait_for_requests($recv, 2, sub { $_[0]{body} =~ /pre-commit/ }, 30);
