@@ -32,23 +32,32 @@ static SPIPlanPtr record_plan = NULL;
  * The webhooks that have pending deliveries, found by skipping through the
  * partial index on (webhook_id, next_attempt_at, id): one index descent per
  * such webhook, however many deliveries each has, and none for webhooks
- * with nothing queued.
+ * with nothing queued.  Each comes with its community and its free slots:
+ * no more than its own ($3 = max_requests_per_endpoint minus what the
+ * worker holds for it, $2/$4) nor its community's ($7 = the share one
+ * community may hold, minus what the worker holds for it, $5/$6).
  */
 #define PENDING_WEBHOOKS \
-"WITH RECURSIVE hooks(webhook_id) AS (" \
-"  (SELECT webhook_id FROM webhooks.deliveries" \
+"WITH RECURSIVE hooks(webhook_id, community_id) AS (" \
+"  (SELECT webhook_id, community_id FROM webhooks.deliveries" \
 "   WHERE state = 'pending' ORDER BY webhook_id LIMIT 1)" \
 "  UNION ALL" \
-"  SELECT (SELECT d.webhook_id FROM webhooks.deliveries d" \
-"          WHERE d.state = 'pending' AND d.webhook_id > h.webhook_id" \
-"          ORDER BY d.webhook_id LIMIT 1)" \
-"  FROM hooks h WHERE h.webhook_id IS NOT NULL" \
+"  SELECT n.webhook_id, n.community_id FROM hooks h CROSS JOIN LATERAL (" \
+"    SELECT d.webhook_id, d.community_id FROM webhooks.deliveries d" \
+"    WHERE d.state = 'pending' AND d.webhook_id > h.webhook_id" \
+"    ORDER BY d.webhook_id LIMIT 1) n" \
 "), busy AS (" \
 "  SELECT * FROM unnest($2::uuid[], $4::int4[]) AS b(webhook_id, used)" \
+"), cbusy AS (" \
+"  SELECT * FROM unnest($5::text[], $6::int4[]) AS c(community_id, used)" \
 "), free AS (" \
-"  SELECT h.webhook_id, $3 - coalesce(b.used, 0) AS slots" \
-"  FROM hooks h LEFT JOIN busy b ON b.webhook_id = h.webhook_id" \
-"  WHERE h.webhook_id IS NOT NULL AND $3 - coalesce(b.used, 0) > 0" \
+"  SELECT h.webhook_id, h.community_id," \
+"         $3 - coalesce(b.used, 0) AS slots," \
+"         $7 - coalesce(c.used, 0) AS cslots" \
+"  FROM hooks h" \
+"  LEFT JOIN busy b ON b.webhook_id = h.webhook_id" \
+"  LEFT JOIN cbusy c ON c.community_id = h.community_id" \
+"  WHERE $3 - coalesce(b.used, 0) > 0 AND $7 - coalesce(c.used, 0) > 0" \
 ")"
 
 /*
@@ -64,19 +73,25 @@ static SPIPlanPtr record_plan = NULL;
 static const char *claim_sql =
 PENDING_WEBHOOKS
 ", due AS ("
-"  SELECT p.id, p.next_attempt_at"
+"  SELECT p.id, p.next_attempt_at, f.community_id, f.cslots"
 "  FROM free f"
 "  CROSS JOIN LATERAL ("
 "    SELECT d.id, d.next_attempt_at FROM webhooks.deliveries d"
 "    WHERE d.webhook_id = f.webhook_id AND d.state = 'pending'"
 "      AND d.next_attempt_at <= now()"
 "    ORDER BY d.next_attempt_at, d.id"
-"    LIMIT LEAST($1, f.slots)) p"
-"  ORDER BY p.next_attempt_at, p.id"
+"    LIMIT LEAST($1, f.slots, f.cslots)) p"
+"), fair AS ("
+"  SELECT r.id, r.next_attempt_at FROM ("
+"    SELECT due.*, row_number() OVER (PARTITION BY due.community_id"
+"                                     ORDER BY due.next_attempt_at, due.id) AS rn"
+"    FROM due) r"
+"  WHERE r.rn <= r.cslots"
+"  ORDER BY r.next_attempt_at, r.id"
 "  LIMIT $1"
 "), c AS ("
 "  SELECT d.id FROM webhooks.deliveries d"
-"  WHERE d.id IN (SELECT id FROM due) AND d.state = 'pending'"
+"  WHERE d.id IN (SELECT id FROM fair) AND d.state = 'pending'"
 "  FOR UPDATE SKIP LOCKED"
 "), u AS ("
 "  UPDATE webhooks.deliveries d SET state = 'sending'"
@@ -103,8 +118,20 @@ PENDING_WEBHOOKS
 
 static SPIPlanPtr next_due_plan = NULL;
 
+/*
+ * The deliveries whose attempts are recorded are locked first, in id order,
+ * skipping any that an application's transaction holds (webhook_delete or
+ * webhook_update not yet committed): the worker never waits for one.
+ */
 static const char *lock_sql =
-"SELECT 1 FROM webhooks.deliveries WHERE id = ANY ($1) ORDER BY id FOR UPDATE";
+"SELECT id FROM webhooks.deliveries WHERE id = ANY ($1)"
+" ORDER BY id FOR UPDATE SKIP LOCKED";
+
+/* Of those not locked, the ones that exist (someone else holds them). */
+static const char *exists_sql =
+"SELECT id FROM webhooks.deliveries WHERE id = ANY ($1)";
+
+static SPIPlanPtr exists_plan = NULL;
 
 static const char *record_sql =
 "WITH r AS ("
@@ -138,6 +165,16 @@ static const char *record_sql =
 "  last_status = r.status_code,"
 "  last_error = r.error "
 "FROM r WHERE d.id = r.delivery_id AND r.outcome IN ('r', 'f')";
+
+/* qsort / bsearch order of int64s */
+static int
+compare_int64(const void *a, const void *b)
+{
+	int64		x = *(const int64 *) a;
+	int64		y = *(const int64 *) b;
+
+	return (x > y) - (x < y);
+}
 
 /* Prepare a statement once for the life of the process. */
 static SPIPlanPtr
@@ -210,27 +247,43 @@ int4_array(int32 *values, int n)
 	return make_array(elems, NULL, n, INT4OID);
 }
 
+/* The claim's parameters $2 to $7: what the worker holds (see queue.h). */
+static void
+held_args(HeldRequests *held, Datum *args)
+{
+	Datum	   *communities = palloc(sizeof(Datum) * Max(held->ncommunities, 1));
+
+	for (int i = 0; i < held->ncommunities; i++)
+		communities[i] = CStringGetTextDatum(held->communities[i]);
+	args[1] = uuid_array(held->webhooks, held->nwebhooks);
+	args[2] = Int32GetDatum(webhooks_max_per_endpoint);
+	args[3] = int4_array(held->per_webhook, held->nwebhooks);
+	args[4] = make_array(communities, NULL, held->ncommunities, TEXTOID);
+	args[5] = int4_array(held->per_community, held->ncommunities);
+	args[6] = Int32GetDatum(held->community_cap);
+}
+
+static Oid	claim_argtypes[7] = {INT4OID, UUIDARRAYOID, INT4OID, INT4ARRAYOID,
+TEXTARRAYOID, INT4ARRAYOID, INT4OID};
+
 /*
- * Claim up to limit due deliveries, no more per webhook than its free
- * slots: busy[i] has used[i] of webhooks_max_per_endpoint taken.  The
+ * Claim up to limit due deliveries, no more per webhook, nor per
+ * community, than it has free slots given what the worker holds.  The
  * rows are copied into cxt.  Returns how many were claimed.
  */
 int
-webhooks_queue_claim(int limit, pg_uuid_t *busy, int32 *used, int nbusy,
-					 Delivery **deliveries, MemoryContext cxt)
+webhooks_queue_claim(int limit, HeldRequests *held, Delivery **deliveries,
+					 MemoryContext cxt)
 {
-	Oid			argtypes[4] = {INT4OID, UUIDARRAYOID, INT4OID, INT4ARRAYOID};
-	Datum		args[4];
-	SPIPlanPtr	plan = prepare_once(&claim_plan, claim_sql, 4, argtypes);
+	Datum		args[7];
+	SPIPlanPtr	plan = prepare_once(&claim_plan, claim_sql, 7, claim_argtypes);
 	MemoryContext caller = cxt;
 	Delivery   *result;
 	int			ret;
 	int			n;
 
 	args[0] = Int32GetDatum(limit);
-	args[1] = uuid_array(busy, nbusy);
-	args[2] = Int32GetDatum(webhooks_max_per_endpoint);
-	args[3] = int4_array(used, nbusy);
+	held_args(held, args);
 	ret = SPI_execute_plan(plan, args, NULL, false, 0);
 	if (ret != SPI_OK_SELECT)
 		elog(ERROR, "could not claim deliveries: %s",
@@ -266,25 +319,21 @@ webhooks_queue_claim(int limit, pg_uuid_t *busy, int32 *used, int nbusy,
 }
 
 /*
- * When the next pending delivery of a webhook with a free slot is due.
- * Returns false if there is none; the busy webhooks' own completions lead
- * to the next claim.
+ * When the next pending delivery of a webhook with a free slot (its own
+ * and its community's) is due.  Returns false if there is none; the busy
+ * webhooks' own completions lead to the next claim.
  */
 bool
-webhooks_queue_next_due(pg_uuid_t *busy, int32 *used, int nbusy,
-						TimestampTz *due)
+webhooks_queue_next_due(HeldRequests *held, TimestampTz *due)
 {
-	Oid			argtypes[4] = {INT4OID, UUIDARRAYOID, INT4OID, INT4ARRAYOID};
-	Datum		args[4];
+	Datum		args[7];
 	bool		isnull;
 	int			ret;
 
 	args[0] = Int32GetDatum(1);
-	args[1] = uuid_array(busy, nbusy);
-	args[2] = Int32GetDatum(webhooks_max_per_endpoint);
-	args[3] = int4_array(used, nbusy);
-	ret = SPI_execute_plan(prepare_once(&next_due_plan, next_due_sql, 4,
-										argtypes),
+	held_args(held, args);
+	ret = SPI_execute_plan(prepare_once(&next_due_plan, next_due_sql, 7,
+										claim_argtypes),
 						   args, NULL, true, 1);
 	if (ret != SPI_OK_SELECT || SPI_processed != 1)
 		elog(ERROR, "could not find the next due delivery: %s",
@@ -300,8 +349,92 @@ webhooks_queue_next_due(pg_uuid_t *busy, int32 *used, int nbusy,
  * and for real deliveries, delete the delivered ones and reschedule or
  * fail the rest.  n must be at least 1.
  */
-void
-webhooks_queue_record(AttemptRecord *records, int n)
+/* Run a statement over an int8 array; the ids it returns, sorted. */
+static int64 *
+ids_from(SPIPlanPtr *plan, const char *sql, Datum *ids, int n, int *nout)
+{
+	Oid			types[1] = {INT8ARRAYOID};
+	Datum		args[1] = {make_array(ids, NULL, n, INT8OID)};
+	int64	   *out;
+	int			ret;
+
+	ret = SPI_execute_plan(prepare_once(plan, sql, 1, types), args, NULL,
+						   false, 0);
+	if (ret != SPI_OK_SELECT)
+		elog(ERROR, "could not look up deliveries: %s",
+			 SPI_result_code_string(ret));
+	out = palloc(sizeof(int64) * Max(SPI_processed, 1));
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		bool		isnull;
+
+		out[i] = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[i],
+											 SPI_tuptable->tupdesc, 1, &isnull));
+	}
+	*nout = (int) SPI_processed;
+	qsort(out, *nout, sizeof(int64), compare_int64);
+	return out;
+}
+
+static bool
+contains(int64 *sorted, int n, int64 id)
+{
+	return bsearch(&id, sorted, n, sizeof(int64), compare_int64) != NULL;
+}
+
+/*
+ * Mark in deferred[] the attempts whose delivery an application's
+ * transaction has locked: they are recorded later, when it is done.
+ * Locks the others.  Returns how many were deferred.
+ */
+static int
+lock_deliveries(AttemptRecord *records, int n, bool *deferred)
+{
+	Datum	   *ids = palloc(sizeof(Datum) * n);
+	Datum	   *missed = palloc(sizeof(Datum) * n);
+	int			nids = 0;
+	int			nmissed = 0;
+	int			nlocked;
+	int			nheld;
+	int64	   *locked;
+	int64	   *held;
+	int			ndeferred = 0;
+
+	memset(deferred, 0, sizeof(bool) * n);
+	for (int i = 0; i < n; i++)
+		if (records[i].outcome != OUTCOME_TEST)
+			ids[nids++] = Int64GetDatum(records[i].delivery_id);
+	if (nids == 0)
+		return 0;
+
+	locked = ids_from(&lock_plan, lock_sql, ids, nids, &nlocked);
+	for (int i = 0; i < nids; i++)
+		if (!contains(locked, nlocked, DatumGetInt64(ids[i])))
+			missed[nmissed++] = ids[i];
+	if (nmissed == 0)
+		return 0;
+
+	/* not locked: gone (deleted with its webhook), or held by someone */
+	held = ids_from(&exists_plan, exists_sql, missed, nmissed, &nheld);
+	for (int i = 0; i < n; i++)
+		if (records[i].outcome != OUTCOME_TEST &&
+			contains(held, nheld, records[i].delivery_id))
+		{
+			deferred[i] = true;
+			ndeferred++;
+		}
+	return ndeferred;
+}
+
+/*
+ * Record a batch of attempts: a log row each (unless the webhook is gone),
+ * and for real deliveries, delete the delivered ones and reschedule or
+ * fail the rest.  An attempt whose delivery an application's transaction
+ * has locked is left out and marked in deferred[] (n entries), for the
+ * caller to record later.  Returns how many were deferred.
+ */
+int
+webhooks_queue_record(AttemptRecord *records, int n, bool *deferred)
 {
 	Oid			argtypes[12] = {INT8ARRAYOID, UUIDARRAYOID, UUIDARRAYOID,
 		TEXTARRAYOID, INT4ARRAYOID, INT4ARRAYOID, INT4ARRAYOID,
@@ -324,60 +457,50 @@ webhooks_queue_record(AttemptRecord *records, int n)
 	bool	   *next_null = palloc(sizeof(bool) * n);
 	pg_uuid_t  *webhook_ids = palloc(sizeof(pg_uuid_t) * n);
 	pg_uuid_t  *event_ids = palloc(sizeof(pg_uuid_t) * n);
-	Datum	   *lock_ids = palloc(sizeof(Datum) * n);
-	int			nlock = 0;
+	int			ndeferred = lock_deliveries(records, n, deferred);
+	int			m = 0;
 	int			ret;
 
 	for (int i = 0; i < n; i++)
 	{
 		AttemptRecord *r = &records[i];
 
-		ids[i] = Int64GetDatum(r->delivery_id);
-		webhook_ids[i] = r->webhook_id;
-		event_ids[i] = r->event_id;
-		event[i] = CStringGetTextDatum(r->event);
-		attempt[i] = Int32GetDatum(r->attempt);
-		status[i] = Int32GetDatum(r->status_code);
-		status_null[i] = (r->status_code == 0);
-		elapsed[i] = Int32GetDatum(r->response_time_ms);
-		error_null[i] = (r->error == NULL);
-		error[i] = error_null[i] ? (Datum) 0 : CStringGetTextDatum(r->error);
-		body_null[i] = (r->response_body == NULL);
-		body[i] = body_null[i] ? (Datum) 0 :
+		if (deferred[i])
+			continue;
+		ids[m] = Int64GetDatum(r->delivery_id);
+		webhook_ids[m] = r->webhook_id;
+		event_ids[m] = r->event_id;
+		event[m] = CStringGetTextDatum(r->event);
+		attempt[m] = Int32GetDatum(r->attempt);
+		status[m] = Int32GetDatum(r->status_code);
+		status_null[m] = (r->status_code == 0);
+		elapsed[m] = Int32GetDatum(r->response_time_ms);
+		error_null[m] = (r->error == NULL);
+		error[m] = error_null[m] ? (Datum) 0 : CStringGetTextDatum(r->error);
+		body_null[m] = (r->response_body == NULL);
+		body[m] = body_null[m] ? (Datum) 0 :
 			CStringGetTextDatum(r->response_body);
-		started[i] = TimestampTzGetDatum(r->started_at);
-		outcome[i] = CharGetDatum((char) r->outcome);
-		next_null[i] = (r->outcome != OUTCOME_RETRY);
-		next[i] = TimestampTzGetDatum(r->next_attempt_at);
-		if (r->outcome != OUTCOME_TEST)
-			lock_ids[nlock++] = Int64GetDatum(r->delivery_id);
+		started[m] = TimestampTzGetDatum(r->started_at);
+		outcome[m] = CharGetDatum((char) r->outcome);
+		next_null[m] = (r->outcome != OUTCOME_RETRY);
+		next[m] = TimestampTzGetDatum(r->next_attempt_at);
+		m++;
 	}
+	if (m == 0)
+		return ndeferred;
 
-	args[0] = make_array(ids, NULL, n, INT8OID);
-	args[1] = uuid_array(webhook_ids, n);
-	args[2] = uuid_array(event_ids, n);
-	args[3] = make_array(event, NULL, n, TEXTOID);
-	args[4] = make_array(attempt, NULL, n, INT4OID);
-	args[5] = make_array(status, status_null, n, INT4OID);
-	args[6] = make_array(elapsed, NULL, n, INT4OID);
-	args[7] = make_array(error, error_null, n, TEXTOID);
-	args[8] = make_array(body, body_null, n, TEXTOID);
-	args[9] = make_array(started, NULL, n, TIMESTAMPTZOID);
-	args[10] = make_array(outcome, NULL, n, CHAROID);
-	args[11] = make_array(next, next_null, n, TIMESTAMPTZOID);
-
-	if (nlock > 0)
-	{
-		Oid			lock_types[1] = {INT8ARRAYOID};
-		Datum		lock_args[1] = {make_array(lock_ids, NULL, nlock, INT8OID)};
-
-		ret = SPI_execute_plan(prepare_once(&lock_plan, lock_sql, 1,
-											lock_types),
-							   lock_args, NULL, false, 0);
-		if (ret != SPI_OK_SELECT)
-			elog(ERROR, "could not lock deliveries: %s",
-				 SPI_result_code_string(ret));
-	}
+	args[0] = make_array(ids, NULL, m, INT8OID);
+	args[1] = uuid_array(webhook_ids, m);
+	args[2] = uuid_array(event_ids, m);
+	args[3] = make_array(event, NULL, m, TEXTOID);
+	args[4] = make_array(attempt, NULL, m, INT4OID);
+	args[5] = make_array(status, status_null, m, INT4OID);
+	args[6] = make_array(elapsed, NULL, m, INT4OID);
+	args[7] = make_array(error, error_null, m, TEXTOID);
+	args[8] = make_array(body, body_null, m, TEXTOID);
+	args[9] = make_array(started, NULL, m, TIMESTAMPTZOID);
+	args[10] = make_array(outcome, NULL, m, CHAROID);
+	args[11] = make_array(next, next_null, m, TIMESTAMPTZOID);
 
 	ret = SPI_execute_plan(prepare_once(&record_plan, record_sql, 12,
 										argtypes),
@@ -385,6 +508,7 @@ webhooks_queue_record(AttemptRecord *records, int n)
 	if (ret != SPI_OK_UPDATE)
 		elog(ERROR, "could not record attempts: %s",
 			 SPI_result_code_string(ret));
+	return ndeferred;
 }
 
 /* Put one delivery the worker holds back to 'pending', due now. */

@@ -54,14 +54,30 @@ typedef struct AttemptRecord
 	TimestampTz next_attempt_at;	/* for OUTCOME_RETRY */
 } AttemptRecord;
 
+/*
+ * What the worker holds (requests in flight or waiting for a slot), per
+ * webhook and per community, for a claim to leave out what they could
+ * not start now: no webhook beyond webhooks.max_requests_per_endpoint, no
+ * community beyond community_cap, the share of one community.
+ */
+typedef struct HeldRequests
+{
+	int			nwebhooks;
+	pg_uuid_t  *webhooks;
+	int32	   *per_webhook;
+	int			ncommunities;
+	char	  **communities;
+	int32	   *per_community;
+	int32		community_cap;
+} HeldRequests;
+
 /* Each runs inside the caller's transaction, with SPI connected. */
 extern int64 webhooks_queue_reset_sending(void);
-extern int	webhooks_queue_claim(int limit, pg_uuid_t *busy, int32 *used,
-								 int nbusy, Delivery **deliveries,
-								 MemoryContext cxt);
-extern bool webhooks_queue_next_due(pg_uuid_t *busy, int32 *used, int nbusy,
-									TimestampTz *due);
-extern void webhooks_queue_record(AttemptRecord *records, int n);
+extern int	webhooks_queue_claim(int limit, HeldRequests *held,
+								 Delivery **deliveries, MemoryContext cxt);
+extern bool webhooks_queue_next_due(HeldRequests *held, TimestampTz *due);
+extern int	webhooks_queue_record(AttemptRecord *records, int n,
+								  bool *deferred);
 extern void webhooks_queue_requeue(int64 delivery_id);
 
 /* reader.c: committed events become deliveries */

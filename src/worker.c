@@ -67,11 +67,15 @@
 
 /* How long finished attempts may wait to be recorded with others */
 #define RECORD_DELAY_MS 20
+/* How long before recording again attempts an application's lock held off */
+#define DEFER_MS 200
 /* How often partitions are made ahead and dropped past the retention */
 #define MAINTAIN_INTERVAL_MS (3600 * 1000L)
 /* Longest an idle worker goes without looking for work it was not woken
  * for (rows restored or re-queued by hand, a missed wake-up) */
 #define POLL_INTERVAL_MS 1000
+/* The worker's lock timeout: a net, since it skips what others lock */
+#define WORKER_LOCK_TIMEOUT "5s"
 /* Longest wait a Retry-After header may impose */
 #define MAX_RETRY_AFTER_MS (24 * 3600 * 1000L)
 /* How often to look for the extension while it is not installed */
@@ -81,6 +85,7 @@
 typedef struct Endpoint
 {
 	pg_uuid_t	webhook_id;		/* hash key */
+	char	   *community_id;	/* in TopMemoryContext */
 	int			in_flight;
 	int			nqueued;
 	dlist_head	queued;			/* requests waiting for a free slot */
@@ -117,6 +122,8 @@ static AttemptRecord *records = NULL;
 static int	nrecords = 0;
 static int	records_size = 0;
 static TimestampTz first_record_at = 0;
+/* Attempts an application's lock held off are not recorded before this */
+static TimestampTz records_deferred_until = 0;
 
 /* The memory context the loop was in before the current transaction. */
 static MemoryContext work_cxt = NULL;
@@ -127,9 +134,34 @@ static MemoryContext work_cxt = NULL;
  * would be TopMemoryContext, and what the loop allocates next would never
  * be freed.
  */
+/* True while the worker runs a statement (between begin_work and end_work) */
+static volatile sig_atomic_t in_work = false;
+
+/*
+ * SIGTERM: stop.  Between statements, the loop sees the flag, records
+ * what has finished and exits; inside a statement (waiting for a lock,
+ * say) the statement is ended at once, as a backend's would be, and what
+ * was in flight is sent again by the next worker.
+ */
+static void
+handle_sigterm(SIGNAL_ARGS)
+{
+	int			save_errno = errno;
+
+	ShutdownRequestPending = true;
+	if (in_work)
+	{
+		InterruptPending = true;
+		ProcDiePending = true;
+	}
+	SetLatch(MyLatch);
+	errno = save_errno;
+}
+
 static void
 begin_work(const char *activity)
 {
+	in_work = true;
 	/* A cancel request may end this statement (see webhooks_worker_main). */
 	RESUME_CANCEL_INTERRUPTS();
 	work_cxt = CurrentMemoryContext;
@@ -146,6 +178,7 @@ end_work(void)
 	SPI_finish();
 	PopActiveSnapshot();
 	CommitTransactionCommand();
+	in_work = false;
 	HOLD_CANCEL_INTERRUPTS();
 	MemoryContextSwitchTo(work_cxt);
 	pgstat_report_stat(false);
@@ -160,6 +193,7 @@ recover_from_error(MemoryContext cxt)
 	EmitErrorReport();
 	FlushErrorState();
 	AbortCurrentTransaction();
+	in_work = false;
 	/* the ERROR reset the hold-off count; hold cancels again */
 	if (QueryCancelHoldoffCount == 0)
 		HOLD_CANCEL_INTERRUPTS();
@@ -295,13 +329,14 @@ wait_for_extension(void)
 
 /* The endpoint entry of a webhook, made if new. */
 static Endpoint *
-endpoint_for(pg_uuid_t *webhook_id)
+endpoint_for(pg_uuid_t *webhook_id, const char *community_id)
 {
 	bool		found;
 	Endpoint   *ep = hash_search(endpoints, webhook_id, HASH_ENTER, &found);
 
 	if (!found)
 	{
+		ep->community_id = MemoryContextStrdup(TopMemoryContext, community_id);
 		ep->in_flight = 0;
 		ep->nqueued = 0;
 		dlist_init(&ep->queued);
@@ -417,6 +452,7 @@ finish_attempt(WebhookRequest *req)
 		{
 			pg_uuid_t	key = ep->webhook_id;
 
+			pfree(ep->community_id);
 			hash_search(endpoints, &key, HASH_REMOVE, NULL);
 		}
 	}
@@ -455,6 +491,7 @@ typedef struct RecordBatch
 {
 	AttemptRecord *records;
 	int			n;
+	bool	   *deferred;		/* out: left for later, per record */
 } RecordBatch;
 
 static void
@@ -462,13 +499,13 @@ record_batch(void *arg)
 {
 	RecordBatch *batch = (RecordBatch *) arg;
 
-	webhooks_queue_record(batch->records, batch->n);
+	webhooks_queue_record(batch->records, batch->n, batch->deferred);
 }
 
 static bool
-try_record(AttemptRecord *recs, int n)
+try_record(AttemptRecord *recs, int n, bool *deferred)
 {
-	RecordBatch batch = {recs, n};
+	RecordBatch batch = {recs, n, deferred};
 
 	return run_in_transaction("recording delivery attempts", record_batch,
 							  &batch);
@@ -496,53 +533,117 @@ try_requeue(AttemptRecord *r)
  * Record every finished attempt in one transaction.  If the batch fails,
  * each attempt is tried alone, so one bad row cannot hold back the rest;
  * an attempt that still fails stays unrecorded and its delivery is sent
- * again after the worker restarts.
+ * again after the worker restarts.  An attempt whose delivery an
+ * application's transaction has locked (webhook_delete not yet committed)
+ * is kept and recorded a little later: the worker never waits for the
+ * application, and nobody else's attempts wait with it.
  */
 static void
 record_attempts(void)
 {
+	bool	   *deferred;
+	int			kept = 0;
+
 	if (nrecords == 0)
 		return;
 
-	if (!try_record(records, nrecords))
+	deferred = palloc0(sizeof(bool) * nrecords);
+	if (!try_record(records, nrecords, deferred))
 	{
 		for (int i = 0; i < nrecords; i++)
-			if (!try_record(&records[i], 1) && !try_requeue(&records[i]))
+		{
+			deferred[i] = false;
+			if (!try_record(&records[i], 1, &deferred[i]) &&
+				!try_requeue(&records[i]))
 				ereport(WARNING,
 						(errmsg("webhooks: could not record attempt %d of delivery " INT64_FORMAT "; it is sent again after a restart",
 								records[i].attempt, records[i].delivery_id)));
+		}
 	}
 
-	recorded_since_vacuum += nrecords;
+	for (int i = 0; i < nrecords; i++)
+		if (deferred[i])
+			records[kept++] = records[i];
+	recorded_since_vacuum += nrecords - kept;
 	if (recorded_since_vacuum >= VACUUM_EVERY &&
 		webhooks_start_queue_vacuum(MyBgworkerEntry->bgw_extra))
 		recorded_since_vacuum = 0;
 
+	nrecords = kept;
+	if (kept > 0)
+	{
+		records_deferred_until = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+															 DEFER_MS);
+		return;
+	}
 	MemoryContextReset(records_cxt);
 	records = NULL;
 	records_size = 0;
-	nrecords = 0;
 }
 
-/* The webhooks with requests held, and how many, for the next claim. */
-static int
-busy_endpoints(pg_uuid_t **ids, int32 **used)
+/* A community's requests held, while counting them */
+typedef struct CommunityLoad
+{
+	char		community_id[WEBHOOKS_MAX_COMMUNITY_ID_BYTES + 1];	/* key */
+	int32		used;
+} CommunityLoad;
+
+/*
+ * What the worker holds, per webhook and per community, for the next
+ * claim (in the current memory context).  Each community may hold an equal
+ * share of webhooks.max_concurrent_requests with the ones holding requests
+ * now and one more (half of them while at most one holds any): so however
+ * many communities have endpoints that hang, a share is always left for a
+ * community that has an event to send, which then waits for nobody else's
+ * timeouts.  A share is never below max_requests_per_endpoint, so that one
+ * community's endpoint is not held below its own limit.
+ */
+static void
+held_requests(HeldRequests *held)
 {
 	HASH_SEQ_STATUS status;
 	Endpoint   *ep;
-	int			n = 0;
+	CommunityLoad *load;
+	HASHCTL		ctl;
+	HTAB	   *communities;
 	long		size = Max(hash_get_num_entries(endpoints), 1);
+	int			n = 0;
 
-	*ids = palloc(sizeof(pg_uuid_t) * size);
-	*used = palloc(sizeof(int32) * size);
+	memset(&ctl, 0, sizeof(ctl));
+	ctl.keysize = WEBHOOKS_MAX_COMMUNITY_ID_BYTES + 1;
+	ctl.entrysize = sizeof(CommunityLoad);
+	ctl.hcxt = CurrentMemoryContext;
+	communities = hash_create("webhooks community loads", size, &ctl,
+							  HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
+
+	held->webhooks = palloc(sizeof(pg_uuid_t) * size);
+	held->per_webhook = palloc(sizeof(int32) * size);
 	hash_seq_init(&status, endpoints);
 	while ((ep = hash_seq_search(&status)) != NULL)
 	{
-		(*ids)[n] = ep->webhook_id;
-		(*used)[n] = ep->in_flight + ep->nqueued;
+		bool		found;
+
+		held->webhooks[n] = ep->webhook_id;
+		held->per_webhook[n] = ep->in_flight + ep->nqueued;
+		load = hash_search(communities, ep->community_id, HASH_ENTER, &found);
+		load->used = (found ? load->used : 0) + held->per_webhook[n];
 		n++;
 	}
-	return n;
+	held->nwebhooks = n;
+
+	held->ncommunities = 0;
+	held->communities = palloc(sizeof(char *) * size);
+	held->per_community = palloc(sizeof(int32) * size);
+	hash_seq_init(&status, communities);
+	while ((load = hash_seq_search(&status)) != NULL)
+	{
+		held->communities[held->ncommunities] = load->community_id;
+		held->per_community[held->ncommunities] = load->used;
+		held->ncommunities++;
+	}
+	held->community_cap = Max(webhooks_max_per_endpoint,
+							  webhooks_max_concurrent /
+							  (Max(held->ncommunities, 1) + 1));
 }
 
 /* Build the request of one claimed delivery, owned by an Attempt. */
@@ -606,7 +707,7 @@ start_delivery(Delivery *d)
 	}
 	PG_TRY();
 	{
-		submit(endpoint_for(&d->webhook_id), build_request(d));
+		submit(endpoint_for(&d->webhook_id, d->community_id), build_request(d));
 	}
 	PG_CATCH();
 	{
@@ -626,8 +727,8 @@ start_delivery(Delivery *d)
  * Returns how many were claimed, or -1 after an error.
  */
 static int
-claim_and_start(int limit, pg_uuid_t *busy, int32 *used, int nbusy,
-				bool *has_due, TimestampTz *next_due)
+claim_and_start(int limit, HeldRequests *held, bool *has_due,
+				TimestampTz *next_due)
 {
 	MemoryContext cxt = CurrentMemoryContext;
 	Delivery   *volatile deliveries = NULL;
@@ -640,11 +741,10 @@ claim_and_start(int limit, pg_uuid_t *busy, int32 *used, int nbusy,
 		Delivery   *claimed;
 
 		begin_work("claiming deliveries");
-		n = webhooks_queue_claim(limit, busy, used, nbusy, &claimed,
-								 claim_cxt);
+		n = webhooks_queue_claim(limit, held, &claimed, claim_cxt);
 		deliveries = claimed;
 		if (n < limit)
-			*has_due = webhooks_queue_next_due(busy, used, nbusy, next_due);
+			*has_due = webhooks_queue_next_due(held, next_due);
 		end_work();
 	}
 	PG_CATCH();
@@ -665,9 +765,10 @@ static void
 maintain_partitions(void *arg)
 {
 	/* DDL on tables the application writes: never wait long for it */
-	SetConfigOption("lock_timeout", "1s", PGC_SUSET, PGC_S_SESSION);
+	SetConfigOption("lock_timeout", "1s", PGC_SUSET, PGC_S_OVERRIDE);
 	*(bool *) arg = webhooks_maintain_partitions(webhooks_log_retention_s);
-	SetConfigOption("lock_timeout", "0", PGC_SUSET, PGC_S_SESSION);
+	SetConfigOption("lock_timeout", WORKER_LOCK_TIMEOUT, PGC_SUSET,
+					PGC_S_OVERRIDE);
 }
 
 /*
@@ -683,7 +784,8 @@ maintain(void)
 										maintain_partitions, &done);
 
 	if (!ok)
-		SetConfigOption("lock_timeout", "0", PGC_SUSET, PGC_S_SESSION);
+		SetConfigOption("lock_timeout", WORKER_LOCK_TIMEOUT, PGC_SUSET,
+						PGC_S_OVERRIDE);
 	return ok && done;
 }
 
@@ -766,7 +868,7 @@ deliver_forever(void)
 
 		/* 2. Record them in batches. */
 		busy = webhooks_client_in_flight(client) + queued_total;
-		if (nrecords > 0 &&
+		if (nrecords > 0 && ms_until(records_deferred_until) == 0 &&
 			(nrecords >= webhooks_batch_size || busy == 0 ||
 			 ms_until(TimestampTzPlusMilliseconds(first_record_at,
 												  RECORD_DELAY_MS)) == 0))
@@ -806,16 +908,14 @@ deliver_forever(void)
 		if (claim_now && (free_slots >= min_claim ||
 						  (busy == 0 && free_slots > 0)))
 		{
-			pg_uuid_t  *busy_ids;
-			int32	   *used;
-			int			nbusy = busy_endpoints(&busy_ids, &used);
+			HeldRequests held;
 			int			limit = Min(free_slots, webhooks_batch_size);
 			int			n;
 
+			held_requests(&held);
 			has_due = false;
 			freed_since_claim = 0;
-			n = claim_and_start(limit, busy_ids, used, nbusy, &has_due,
-								&next_due);
+			n = claim_and_start(limit, &held, &has_due, &next_due);
 			if (n < 0)
 			{
 				/* The error is logged; try again in a second. */
@@ -841,8 +941,9 @@ deliver_forever(void)
 
 		/* 5. Wait for sockets, timers, the latch, or the next due time. */
 		if (nrecords > 0)
-			timeout = ms_until(TimestampTzPlusMilliseconds(first_record_at,
-														   RECORD_DELAY_MS));
+			timeout = Max(ms_until(TimestampTzPlusMilliseconds(first_record_at,
+															   RECORD_DELAY_MS)),
+						  ms_until(records_deferred_until));
 		if (has_due && !claim_now)
 		{
 			long		due = ms_until(next_due);
@@ -872,7 +973,7 @@ webhooks_worker_main(Datum main_arg)
 	HASHCTL		ctl;
 
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
-	pqsignal(SIGTERM, SignalHandlerForShutdownRequest);
+	pqsignal(SIGTERM, handle_sigterm);
 	BackgroundWorkerUnblockSignals();
 
 	strlcpy(dbname, MyBgworkerEntry->bgw_extra, sizeof(dbname));
@@ -906,9 +1007,17 @@ webhooks_worker_main(Datum main_arg)
 					PGC_S_OVERRIDE);
 	/* A lost commit of the worker's only repeats an attempt. */
 	SetConfigOption("synchronous_commit", "off", PGC_SUSET, PGC_S_OVERRIDE);
-	/* The database's defaults for sessions are not the worker's. */
+	/*
+	 * The database's defaults for sessions are not the worker's.  It never
+	 * means to wait for a lock (claims and records skip rows an
+	 * application holds); a lock timeout is the net under that, and a
+	 * statement timeout bounds the worker's own statements.
+	 */
 	SetConfigOption("default_transaction_read_only", "off", PGC_SUSET,
 					PGC_S_OVERRIDE);
+	SetConfigOption("lock_timeout", WORKER_LOCK_TIMEOUT, PGC_SUSET,
+					PGC_S_OVERRIDE);
+	SetConfigOption("statement_timeout", "5min", PGC_SUSET, PGC_S_OVERRIDE);
 
 	/*
 	 * A backlog committed at once has one next_attempt_at, and before

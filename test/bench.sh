@@ -84,9 +84,9 @@ else
 fi
 
 if [ $build = 1 ]; then
-	build_and_install "$repo" nginx-light wrk curl
+	build_and_install "$repo" nginx-light wrk curl postgresql-15-pgq3
 else
-	ensure_packages $BASE_PACKAGES nginx-light wrk curl
+	ensure_packages $BASE_PACKAGES nginx-light wrk curl postgresql-15-pgq3
 fi
 pkglibdir=$(pg_config --pkglibdir)
 if [ ! -f "$pkglibdir/webhooks.so" ] || [ ! -f "$(pg_config --sharedir)/extension/webhooks.control" ]; then
@@ -240,6 +240,7 @@ EOF
 as_test_user pg_ctl -D "$dir/data" -l "$dir/server.log" -w -t 60 start >/dev/null ||
 	die "the cluster did not start"
 q -f "$dir/bench/setup.sql" >/dev/null || die "could not set up the bench schema"
+q -f "$dir/bench/setup-pgq.sql" >/dev/null || die "could not set up PgQ beside it"
 
 worker_pid=
 find_worker() {
@@ -400,11 +401,14 @@ drain_timeout() { # N: how long a backlog of N may take
 	[ $t -gt 900 ] && t=900
 	echo $t
 }
-wait_queue_empty() { # TIMEOUT_S: until every delivery has been attempted once
+wait_queue_empty() { # TIMEOUT_S: until every event is read and every delivery attempted once
 	local n
 	for _ in $(seq 1 $(($1 * 5))); do
-		n=$(q -c "SELECT count(*) FROM webhooks.deliveries
-		          WHERE state = 'sending' OR (state = 'pending' AND attempts = 0)")
+		n=$(q -c "SELECT (SELECT count(*) FROM webhooks.deliveries
+		                  WHERE state = 'sending' OR (state = 'pending' AND attempts = 0))
+		               + (SELECT count(*) FROM webhooks.events e, webhooks.reader r
+		                  WHERE e.txid >= pg_snapshot_xmin(r.snapshot)
+		                    AND NOT pg_visible_in_snapshot(e.txid, r.snapshot))")
 		[ "$n" = 0 ] && return 0
 		sleep 0.2
 	done
@@ -582,8 +586,26 @@ pgbench_run() { # SCRIPT: run pgbench; sets tps, waits (what its sessions waited
 	xacts=$(awk '/number of transactions actually processed:/ { print $NF; exit }' "$dir/pgbench.out")
 	wal=$(q -c "SELECT round(pg_wal_lsn_diff(pg_current_wal_insert_lsn(), '$lsn0') / nullif(${xacts:-0}, 0))")
 }
+# worker_away / worker_back: point the worker at a database that does not
+# exist, and back (the launcher moves it), to measure with the worker idle.
+worker_away() {
+	q -c "ALTER SYSTEM SET webhooks.database_name = 'bench_worker_away'" >/dev/null
+	q -c "SELECT pg_reload_conf()" >/dev/null
+	for _ in $(seq 1 100); do
+		[ -z "$(q -c "SELECT pid FROM pg_stat_activity WHERE backend_type = 'webhooks worker'")" ] && return 0
+		sleep 0.1
+	done
+	die "the worker did not leave"
+}
+worker_back() {
+	q -c "ALTER SYSTEM RESET webhooks.database_name" >/dev/null
+	q -c "SELECT pg_reload_conf()" >/dev/null
+	worker_pid=   # a new worker, on purpose
+	find_worker
+}
 scenario_caller() {
 	local plain trig none emit ratio left failed w0 w1 g0 g1 t0 t1 ngx wcpu ncpu plain_waits trig_waits plain_wal trig_wal
+	local iplain ioutbox ipgq itrig itrig_wal
 	say "## caller cost (pgbench -c 4 -j 2 -T $pgbench_seconds, synchronous_commit on)"
 	drop_webhooks
 	reset_queue
@@ -599,9 +621,30 @@ EOF
 \set n random(1, 1000000000)
 SELECT webhooks.emit('pgb0', 'member.joined', jsonb_build_object('id', :n, 'name', 'member ' || :n));
 EOF
+	sed 's/members_plain/members_outbox/' "$dir/plain.sql" >"$dir/outbox.sql"
+	sed 's/members_plain/members_pgq/' "$dir/plain.sql" >"$dir/pgq.sql"
 	for run in $(seq 1 "$runs"); do
-		q -c "TRUNCATE bench.members_plain, bench.members_trig" >/dev/null
+		q -c "TRUNCATE bench.members_plain, bench.members_trig, bench.members_outbox, bench.outbox, bench.members_pgq" >/dev/null
 		reset_queue
+		# The worker idle (serving another database): what an event costs the
+		# application's transaction, beside the floor and PgQ.
+		worker_away
+		pgbench_run "$dir/plain.sql"
+		iplain=$tps
+		pgbench_run "$dir/outbox.sql"
+		ioutbox=$tps
+		pgbench_run "$dir/pgq.sql"
+		ipgq=$tps
+		pgbench_run "$dir/trig.sql"
+		itrig=$tps itrig_wal=$wal
+		worker_back
+		say "- run $run, worker idle: plain INSERT $iplain TPS; plpgsql append trigger $ioutbox ($(calc "$ioutbox / $iplain")); PgQ insert_event $ipgq ($(calc "$ipgq / $iplain")); emit_trigger $itrig ($(calc "$itrig / $iplain"), $itrig_wal WAL bytes per transaction)"
+		record caller "worker idle: plpgsql append trigger / plain TPS" "$(calc "$ioutbox / $iplain")" "-"
+		record caller "worker idle: PgQ insert_event / plain TPS" "$(calc "$ipgq / $iplain")" "-"
+		record caller "worker idle: emit_trigger / plain TPS" "$(calc "$itrig / $iplain")" ">= 0.85"
+		record caller "worker idle: emit_trigger / PgQ TPS" "$(calc "$itrig / $ipgq")" "> 1"
+		reset_queue
+		# The worker delivering what the trigger emits, on the same 2 cores.
 		find_worker
 		ngx=$(nginx_worker)
 		pgbench_run "$dir/plain.sql"
@@ -629,7 +672,7 @@ EOF
 			breakage "caller run $run: nothing was delivered"
 		fi
 		ratio=$(calc "$trig / $plain")
-		say "- run $run: plain INSERT $plain TPS, with trigger $trig TPS (ratio $ratio; worker CPU ${wcpu}%, nginx CPU ${ncpu}%; $left deliveries still queued when it ended), with trigger but nothing subscribed $none TPS, emit() $emit calls/s, $failed failed attempts"
+		say "- run $run, worker delivering: plain INSERT $plain TPS, with trigger $trig TPS (ratio $ratio; worker CPU ${wcpu}%, nginx CPU ${ncpu}%; $left deliveries still queued when it ended), with trigger but nothing subscribed $none TPS, emit() $emit calls/s, $failed failed attempts"
 		say "  WAL per transaction: plain $plain_wal bytes, with trigger $trig_wal bytes (the worker's WAL while it ran included)"
 		say "  pgbench sessions were (sampled): plain: $plain_waits; with trigger: $trig_waits"
 		record caller "plain INSERT TPS" "$plain" "-"

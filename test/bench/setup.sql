@@ -50,3 +50,16 @@ CREATE TABLE bench.members_trig (
 );
 CREATE TRIGGER members_joined AFTER INSERT ON bench.members_trig
     FOR EACH ROW EXECUTE FUNCTION webhooks.emit_trigger('member.joined');
+
+-- The same insert with a plpgsql trigger that appends the row as JSON to
+-- a table without indexes: what an event costs at the least (PERF-NOTES).
+CREATE TABLE bench.members_outbox (LIKE bench.members_plain INCLUDING ALL);
+CREATE TABLE bench.outbox (payload jsonb NOT NULL);
+CREATE FUNCTION bench.append_outbox() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO bench.outbox (payload) VALUES (to_jsonb(NEW));
+    RETURN NULL;
+END $$;
+CREATE TRIGGER members_outbox AFTER INSERT ON bench.members_outbox
+    FOR EACH ROW EXECUTE FUNCTION bench.append_outbox();
