@@ -98,6 +98,13 @@ SELECT count(*) AS in_default FROM webhooks.events_default WHERE community_id = 
 -- The application's transaction maintains one index on the events.
 SELECT count(*) AS indexes FROM pg_index WHERE indrelid = 'webhooks.events_default'::regclass;
 
+-- read_events refuses to run in a transaction that has written: its own
+-- events would count as committed, and what it emits later be skipped.
+BEGIN;
+SELECT webhooks.emit('ev1', 'member.joined', '{}') IS NOT NULL AS emitted;
+SELECT sqlstate_of('SELECT * FROM webhooks.read_events()');
+ROLLBACK;
+
 -- Clean up.
 DROP VIEW queue;
 DELETE FROM webhooks.deliveries;

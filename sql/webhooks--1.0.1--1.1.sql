@@ -23,6 +23,11 @@
  * worker reads by txid; an event id embeds its txid (src/signing.c), so
  * event_get finds an event through the same index.  txid is the emitting
  * transaction's top-level id, 0 for events carried over from 1.0.
+ *
+ * Each partition has its own index, made with it, and the partitioned
+ * table none: an index on the partitioned table, made here, would exist
+ * before pg_restore attaches the dumped partitions, which would then clash
+ * with the dump's own indexes of them.
  */
 CREATE TABLE webhooks.events (
     id           uuid NOT NULL,
@@ -32,8 +37,8 @@ CREATE TABLE webhooks.events (
     created_at   timestamptz NOT NULL,
     txid         xid8 NOT NULL
 ) PARTITION BY RANGE (created_at);
-CREATE INDEX events_txid_idx ON webhooks.events (txid, id);
 CREATE TABLE webhooks.events_default PARTITION OF webhooks.events DEFAULT;
+CREATE INDEX events_default_txid_idx ON webhooks.events_default (txid, id);
 COMMENT ON TABLE webhooks.events IS
 'Every emitted event, kept for webhooks.log_retention; partitioned by day';
 COMMENT ON TABLE webhooks.events_default IS
@@ -72,6 +77,16 @@ LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
+    -- A transaction's own events count as committed in its own snapshot:
+    -- a read there would skip what it emits after.
+    IF pg_current_xact_id_if_assigned() IS NOT NULL THEN
+        RAISE EXCEPTION 'webhooks.read_events() must not run in a transaction that has written'
+            USING ERRCODE = 'active_sql_transaction',
+                  HINT = 'Call it in a transaction of its own.';
+    END IF;
+    -- One read at a time (the worker's, or an operator's): the statement
+    -- below then takes its snapshot after the previous read committed.
+    PERFORM 1 FROM webhooks.reader FOR UPDATE;
     WITH pos AS (
         SELECT r.snapshot AS prev, pg_current_snapshot() AS cur, r.since
         FROM webhooks.reader r
@@ -96,6 +111,7 @@ BEGIN
         FROM ev JOIN webhooks.webhooks w
           ON w.community_id = ev.community_id AND w.is_active
          AND ev.type = ANY (w.events)
+         AND date_trunc('milliseconds', w.created_at) <= ev.created_at
         RETURNING 1
     ), moved AS (
         UPDATE webhooks.reader r SET snapshot = pos.cur, read_at = now()
@@ -110,7 +126,9 @@ COMMENT ON FUNCTION webhooks.read_events() IS
 'Queue the deliveries of the events committed since the last read (what the worker runs)';
 REVOKE ALL ON FUNCTION webhooks.read_events() FROM PUBLIC;
 
--- 1.0's queue rows become events (one per event id) ...
+-- 1.0's queue rows become events (one per event id) ... (no 1.0 emit may
+-- add one meanwhile: its payload would be dropped with the column)
+LOCK TABLE webhooks.deliveries IN EXCLUSIVE MODE;
 INSERT INTO webhooks.events (id, type, community_id, payload, created_at, txid)
 SELECT DISTINCT ON (event_id) event_id, event, community_id, payload,
        emitted_at, '0'::xid8
@@ -154,26 +172,33 @@ CREATE TABLE webhooks.delivery_attempts (
     response_body    text,
     created_at       timestamptz NOT NULL DEFAULT now()
 ) PARTITION BY RANGE (created_at);
-CREATE INDEX delivery_attempts_webhook_idx
-    ON webhooks.delivery_attempts (webhook_id, created_at, id);
--- Up to the end of the day of its newest row (of 2000-01-01 when it is
--- empty, as in a new installation: the worker then drops it at once).
+-- It leaves the extension, so that pg_dump keeps it like the partitions
+-- the worker makes; it covers up to the end of the day (UTC) of its newest
+-- row, and a new installation, whose log is empty, just drops it.
+ALTER EXTENSION webhooks DROP TABLE webhooks.delivery_attempts_1_0;
 DO $$
+DECLARE
+    newest timestamptz;
 BEGIN
-    EXECUTE format('ALTER TABLE webhooks.delivery_attempts ATTACH PARTITION '
-                   'webhooks.delivery_attempts_1_0 FOR VALUES FROM (MINVALUE) TO (%L)',
-                   date_trunc('day', coalesce(max(created_at), '2000-01-01')
-                                         AT TIME ZONE 'UTC')
-                       AT TIME ZONE 'UTC' + interval '1 day')
-    FROM webhooks.delivery_attempts_1_0;
+    SELECT max(created_at) INTO newest FROM webhooks.delivery_attempts_1_0;
+    IF newest IS NULL THEN
+        DROP TABLE webhooks.delivery_attempts_1_0;
+    ELSE
+        EXECUTE format('ALTER TABLE webhooks.delivery_attempts ATTACH PARTITION '
+                       'webhooks.delivery_attempts_1_0 FOR VALUES FROM (MINVALUE) TO (%L)',
+                       (date_trunc('day', newest AT TIME ZONE 'UTC')
+                            + interval '1 day') AT TIME ZONE 'UTC');
+        COMMENT ON TABLE webhooks.delivery_attempts_1_0 IS
+        'The attempt log of 1.0, kept as the partition of everything before 1.1';
+    END IF;
 END
 $$;
 CREATE TABLE webhooks.delivery_attempts_default
     PARTITION OF webhooks.delivery_attempts DEFAULT;
+CREATE INDEX delivery_attempts_default_webhook_idx
+    ON webhooks.delivery_attempts_default (webhook_id, created_at, id);
 COMMENT ON TABLE webhooks.delivery_attempts IS
 'One row per delivery attempt, newest read first by webhook_logs; partitioned by day';
-COMMENT ON TABLE webhooks.delivery_attempts_1_0 IS
-'The attempt log of 1.0, kept as the partition of everything before 1.1';
 
 /*
  * pg_dump: the partitions the worker makes are ordinary tables and are

@@ -23,7 +23,9 @@
 #include "access/table.h"
 #include "access/tableam.h"
 #include "access/xact.h"
+#include "catalog/pg_authid.h"
 #include "catalog/pg_database.h"
+#include "commands/dbcommands.h"
 #include "commands/defrem.h"
 #include "miscadmin.h"
 #include "pgstat.h"
@@ -32,7 +34,9 @@
 #include "storage/ipc.h"
 #include "storage/latch.h"
 #include "storage/spin.h"
+#include "utils/acl.h"
 #include "utils/guc.h"
+#include "utils/syscache.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
@@ -81,28 +85,74 @@ database_wanted_alone(Node *parsetree)
 }
 
 /*
- * Called in the backend about to run a utility command: if the command
- * needs the delivery worker's database without other sessions, stop the
- * worker and keep the launcher from starting it again until
- * webhooks_step_back().  The worker loses nothing by stopping (committed
- * events stay queued).  Returns true if it stepped aside.
+ * May the current user run such a command on dbname?  Its owner may drop,
+ * rename or move it; copying it needs CREATEDB and, unless it is marked as
+ * a template, ownership (as createdb() checks).  Stepping aside for a
+ * command that would fail anyway would let any role stop deliveries.
  */
-bool
-webhooks_step_aside(Node *parsetree)
+static bool
+may_run_on_database(const char *dbname, bool copying)
 {
-	const char *dbname;
+	Oid			dboid = get_database_oid(dbname, true);
+	bool		owner;
+
+	if (!OidIsValid(dboid))
+		return false;
+	owner = pg_database_ownercheck(dboid, GetUserId());
+	if (!copying)
+		return owner;
+	if (!superuser())
+	{
+		HeapTuple	role = SearchSysCache1(AUTHOID, ObjectIdGetDatum(GetUserId()));
+		HeapTuple	db = SearchSysCache1(DATABASEOID, ObjectIdGetDatum(dboid));
+		bool		createdb = HeapTupleIsValid(role) &&
+			((Form_pg_authid) GETSTRUCT(role))->rolcreatedb;
+		bool		is_template = HeapTupleIsValid(db) &&
+			((Form_pg_database) GETSTRUCT(db))->datistemplate;
+
+		if (HeapTupleIsValid(role))
+			ReleaseSysCache(role);
+		if (HeapTupleIsValid(db))
+			ReleaseSysCache(db);
+		return createdb && (owner || is_template);
+	}
+	return true;
+}
+
+/*
+ * The delivery worker's database, if this utility command needs it without
+ * other sessions and the current user may run it; else NULL.
+ */
+const char *
+webhooks_database_wanted_alone(Node *parsetree)
+{
+	const char *dbname = database_wanted_alone(parsetree);
+	bool		workers_db;
+
+	if (webhooks_shared == NULL || dbname == NULL)
+		return NULL;
+	SpinLockAcquire(&webhooks_shared->mutex);
+	workers_db = (strcmp(webhooks_shared->worker_db, dbname) == 0);
+	SpinLockRelease(&webhooks_shared->mutex);
+	if (!workers_db ||
+		!may_run_on_database(dbname, IsA(parsetree, CreatedbStmt)))
+		return NULL;
+	return dbname;
+}
+
+/*
+ * Before such a command: stop the worker and keep the launcher from
+ * starting it again until webhooks_step_back().  The worker loses nothing
+ * by stopping (committed events stay queued).  The caller makes sure that
+ * webhooks_step_back() runs however the command ends
+ * (PG_ENSURE_ERROR_CLEANUP).
+ */
+void
+webhooks_step_aside(const char *dbname)
+{
 	pid_t		pid;
 
-	if (webhooks_shared == NULL ||
-		(dbname = database_wanted_alone(parsetree)) == NULL)
-		return false;
-
 	SpinLockAcquire(&webhooks_shared->mutex);
-	if (strcmp(webhooks_shared->worker_db, dbname) != 0)
-	{
-		SpinLockRelease(&webhooks_shared->mutex);
-		return false;
-	}
 	webhooks_shared->stepping_aside++;
 	pid = webhooks_shared->worker_pid;
 	SpinLockRelease(&webhooks_shared->mutex);
@@ -121,12 +171,11 @@ webhooks_step_aside(Node *parsetree)
 			pg_usleep(10 * 1000L);
 		}
 	}
-	return true;
 }
 
 /* The command is done: the launcher may start the worker again. */
 void
-webhooks_step_back(void)
+webhooks_step_back(int code, Datum arg)
 {
 	Latch	   *launcher;
 

@@ -29,8 +29,22 @@
 /* Days of partitions kept ready after today's */
 #define DAYS_AHEAD 2
 
-/* The partitioned tables, with their default partitions */
-static const char *const partitioned[] = {"events", "delivery_attempts"};
+/*
+ * The partitioned tables, with their default partitions, and the index
+ * each partition has (the partitioned tables have none: see the 1.1
+ * install script).
+ */
+typedef struct PartitionedTable
+{
+	const char *name;
+	const char *index_suffix;
+	const char *index_columns;
+} PartitionedTable;
+
+static const PartitionedTable partitioned[] = {
+	{"events", "txid_idx", "(txid, id)"},
+	{"delivery_attempts", "webhook_idx", "(webhook_id, created_at, id)"},
+};
 
 /* Run a statement; raise unless it returned the expected code. */
 static void
@@ -87,8 +101,9 @@ day_start(TimestampTz t)
  * emit() goes on meanwhile.
  */
 static void
-make_day_partition(const char *table, TimestampTz from)
+make_day_partition(const PartitionedTable *t, TimestampTz from)
 {
+	const char *table = t->name;
 	struct pg_tm tm;
 	fsec_t		fsec;
 	char		name[NAMEDATALEN];
@@ -102,6 +117,12 @@ make_day_partition(const char *table, TimestampTz from)
 
 	run(psprintf("CREATE TABLE webhooks.%s (LIKE webhooks.%s"
 				 " INCLUDING DEFAULTS INCLUDING CONSTRAINTS)", name, table),
+		SPI_OK_UTILITY);
+	run(psprintf("CREATE INDEX %s_%s ON webhooks.%s %s", name, t->index_suffix,
+				 name, t->index_columns),
+		SPI_OK_UTILITY);
+	/* no row may land in the default partition between the move and ATTACH */
+	run(psprintf("LOCK TABLE webhooks.%s_default IN EXCLUSIVE MODE", table),
 		SPI_OK_UTILITY);
 	run(psprintf("WITH moved AS (DELETE FROM webhooks.%s_default"
 				 " WHERE created_at >= %s AND created_at < %s RETURNING *)"
@@ -141,16 +162,6 @@ drop_expired(const char *table, TimestampTz cutoff)
 	{
 		const char *name = lfirst(lc);
 
-		/* one made by the update to 1.1 belongs to the extension */
-		run(psprintf("SELECT 1 FROM pg_catalog.pg_depend"
-					 " WHERE classid = 'pg_catalog.pg_class'::pg_catalog.regclass"
-					 " AND objid = 'webhooks.%s'::pg_catalog.regclass"
-					 " AND deptype = 'e'", quote_identifier(name)),
-			SPI_OK_SELECT);
-		if (SPI_processed > 0)
-			run(psprintf("ALTER EXTENSION webhooks DROP TABLE webhooks.%s",
-						 quote_identifier(name)),
-				SPI_OK_UTILITY);
 		run(psprintf("DROP TABLE webhooks.%s", quote_identifier(name)),
 			SPI_OK_UTILITY);
 		ereport(LOG,
@@ -165,8 +176,9 @@ drop_expired(const char *table, TimestampTz cutoff)
 
 /*
  * Make the partitions due soon and drop the expired ones, in the caller's
- * transaction (SPI connected).  The caller sets a lock timeout: nothing
- * here may wait long for the application.  Returns false if it did
+ * transaction (SPI connected).  The caller sets a short lock timeout:
+ * dropping a partition takes an exclusive lock on its table, which emit()
+ * would queue behind, so it must be had at once or tried again later.  Returns false if it did
  * nothing because pg_restore is at work in the database.
  */
 bool
@@ -187,13 +199,12 @@ webhooks_maintain_partitions(int64 retention_s)
 
 	for (int i = 0; i < lengthof(partitioned); i++)
 	{
-		const char *table = partitioned[i];
-		TimestampTz upper = newest_upper_bound(table);
+		TimestampTz upper = newest_upper_bound(partitioned[i].name);
 		TimestampTz from = (upper == DT_NOBEGIN || upper < today) ? today : upper;
 
 		while (from <= today + DAYS_AHEAD * USECS_PER_DAY)
 		{
-			make_day_partition(table, from);
+			make_day_partition(&partitioned[i], from);
 			from += USECS_PER_DAY;
 		}
 	}
@@ -203,7 +214,7 @@ webhooks_maintain_partitions(int64 retention_s)
 		TimestampTz cutoff = now - retention_s * USECS_PER_SEC;
 
 		for (int i = 0; i < lengthof(partitioned); i++)
-			drop_expired(partitioned[i], cutoff);
+			drop_expired(partitioned[i].name, cutoff);
 		/* deliveries of events no longer kept cannot be sent any more */
 		run(psprintf("DELETE FROM webhooks.deliveries WHERE emitted_at < %s",
 					 ts_literal(cutoff)),

@@ -118,6 +118,21 @@ webhooks_xact_callback(XactEvent event, void *arg)
  * renaming it, copying it as a template) first ask the worker to step
  * aside, and let it come back when they are done (launcher.c).
  */
+/* The next ProcessUtility hook, or the standard one. */
+static void
+run_utility(PlannedStmt *pstmt, const char *queryString, bool readOnlyTree,
+			ProcessUtilityContext context, ParamListInfo params,
+			QueryEnvironment *queryEnv, DestReceiver *dest,
+			QueryCompletion *qc)
+{
+	if (prev_ProcessUtility)
+		prev_ProcessUtility(pstmt, queryString, readOnlyTree, context,
+							params, queryEnv, dest, qc);
+	else
+		standard_ProcessUtility(pstmt, queryString, readOnlyTree, context,
+								params, queryEnv, dest, qc);
+}
+
 static void
 webhooks_process_utility(PlannedStmt *pstmt, const char *queryString,
 						 bool readOnlyTree, ProcessUtilityContext context,
@@ -125,23 +140,22 @@ webhooks_process_utility(PlannedStmt *pstmt, const char *queryString,
 						 DestReceiver *dest, QueryCompletion *qc)
 {
 	Node	   *parsetree = pstmt->utilityStmt;
-	bool		stepped_aside = webhooks_step_aside(parsetree);
+	const char *alone = webhooks_database_wanted_alone(parsetree);
 
-	PG_TRY();
+	if (alone != NULL)
 	{
-		if (prev_ProcessUtility)
-			prev_ProcessUtility(pstmt, queryString, readOnlyTree, context,
-								params, queryEnv, dest, qc);
-		else
-			standard_ProcessUtility(pstmt, queryString, readOnlyTree, context,
-									params, queryEnv, dest, qc);
+		PG_ENSURE_ERROR_CLEANUP(webhooks_step_back, (Datum) 0);
+		{
+			webhooks_step_aside(alone);
+			run_utility(pstmt, queryString, readOnlyTree, context, params,
+						queryEnv, dest, qc);
+		}
+		PG_END_ENSURE_ERROR_CLEANUP(webhooks_step_back, (Datum) 0);
+		webhooks_step_back(0, (Datum) 0);
 	}
-	PG_FINALLY();
-	{
-		if (stepped_aside)
-			webhooks_step_back();
-	}
-	PG_END_TRY();
+	else
+		run_utility(pstmt, queryString, readOnlyTree, context, params,
+					queryEnv, dest, qc);
 
 	if (IsA(parsetree, TransactionStmt) &&
 		((TransactionStmt *) parsetree)->kind == TRANS_STMT_COMMIT_PREPARED)

@@ -67,8 +67,9 @@ typedef struct WebhooksShared
 extern WebhooksShared *webhooks_shared;
 
 /* launcher.c: making way for commands on the worker's database */
-extern bool webhooks_step_aside(Node *parsetree);
-extern void webhooks_step_back(void);
+extern const char *webhooks_database_wanted_alone(Node *parsetree);
+extern void webhooks_step_aside(const char *dbname);
+extern void webhooks_step_back(int code, Datum arg);
 extern void webhooks_wake_worker_at_commit(void);
 extern void webhooks_attach_shmem(void);
 

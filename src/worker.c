@@ -303,7 +303,10 @@ wait_for_extension(void)
 		version = installed_version();
 		CommitTransactionCommand();
 		if (version != NULL && strcmp(version, WEBHOOKS_SCHEMA_VERSION) == 0)
+		{
+			pfree(version);
 			return true;
+		}
 
 		if (version == NULL && !said_missing)
 		{
@@ -321,6 +324,8 @@ wait_for_extension(void)
 					 errhint("Run ALTER EXTENSION webhooks UPDATE; queued deliveries are kept and sent after it.")));
 			said_old = true;
 		}
+		if (version != NULL)
+			pfree(version);
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
 						 EXTENSION_POLL_MS, PG_WAIT_EXTENSION);
 		ResetLatch(MyLatch);
@@ -530,6 +535,37 @@ try_requeue(AttemptRecord *r)
 }
 
 /*
+ * Move the records kept for later (the first nrecords) into a fresh
+ * context and free the old one, with everything the recorded ones held: an
+ * application may hold a lock for hours.
+ */
+static void
+keep_deferred_records(void)
+{
+	MemoryContext fresh = AllocSetContextCreate(TopMemoryContext,
+												"webhooks records",
+												ALLOCSET_DEFAULT_SIZES);
+	AttemptRecord *copy = MemoryContextAlloc(fresh,
+											 sizeof(AttemptRecord) * nrecords);
+
+	for (int i = 0; i < nrecords; i++)
+	{
+		AttemptRecord *r = &copy[i];
+
+		*r = records[i];
+		r->event = MemoryContextStrdup(fresh, records[i].event);
+		if (records[i].error)
+			r->error = MemoryContextStrdup(fresh, records[i].error);
+		if (records[i].response_body)
+			r->response_body = MemoryContextStrdup(fresh, records[i].response_body);
+	}
+	MemoryContextDelete(records_cxt);
+	records_cxt = fresh;
+	records = copy;
+	records_size = nrecords;
+}
+
+/*
  * Record every finished attempt in one transaction.  If the batch fails,
  * each attempt is tried alone, so one bad row cannot hold back the rest;
  * an attempt that still fails stays unrecorded and its delivery is sent
@@ -572,6 +608,7 @@ record_attempts(void)
 	nrecords = kept;
 	if (kept > 0)
 	{
+		keep_deferred_records();
 		records_deferred_until = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
 															 DEFER_MS);
 		return;
@@ -765,7 +802,7 @@ static void
 maintain_partitions(void *arg)
 {
 	/* DDL on tables the application writes: never wait long for it */
-	SetConfigOption("lock_timeout", "1s", PGC_SUSET, PGC_S_OVERRIDE);
+	SetConfigOption("lock_timeout", "200ms", PGC_SUSET, PGC_S_OVERRIDE);
 	*(bool *) arg = webhooks_maintain_partitions(webhooks_log_retention_s);
 	SetConfigOption("lock_timeout", WORKER_LOCK_TIMEOUT, PGC_SUSET,
 					PGC_S_OVERRIDE);
@@ -1010,14 +1047,15 @@ webhooks_worker_main(Datum main_arg)
 	/*
 	 * The database's defaults for sessions are not the worker's.  It never
 	 * means to wait for a lock (claims and records skip rows an
-	 * application holds); a lock timeout is the net under that, and a
-	 * statement timeout bounds the worker's own statements.
+	 * application holds); a lock timeout is the net under that.  Its own
+	 * statements have no time limit: the first read after an outage may
+	 * be long, and would otherwise never finish.
 	 */
 	SetConfigOption("default_transaction_read_only", "off", PGC_SUSET,
 					PGC_S_OVERRIDE);
 	SetConfigOption("lock_timeout", WORKER_LOCK_TIMEOUT, PGC_SUSET,
 					PGC_S_OVERRIDE);
-	SetConfigOption("statement_timeout", "5min", PGC_SUSET, PGC_S_OVERRIDE);
+	SetConfigOption("statement_timeout", "0", PGC_SUSET, PGC_S_OVERRIDE);
 
 	/*
 	 * A backlog committed at once has one next_attempt_at, and before

@@ -127,6 +127,14 @@ is(worker_pids($node), $waiting, 'which then serves app');
 $node->safe_psql('postgres', 'CREATE ROLE app_owner LOGIN CREATEDB');
 $node->safe_psql('postgres', 'ALTER DATABASE app OWNER TO app_owner');
 
+# A role that may not drop the database does not stop the worker by trying.
+$node->safe_psql('postgres', 'CREATE ROLE intruder LOGIN');
+my $before = worker_pids($node);
+my ($iret, $iout, $ierr) = $node->psql('postgres', 'DROP DATABASE app',
+	extra_params => [ '-U', 'intruder' ]);
+like($ierr, qr/must be owner/, 'a non-owner cannot drop the database');
+is(worker_pids($node), $before, 'and the worker was not stopped for it');
+
 # CREATE DATABASE ... TEMPLATE app
 my $t0 = time();
 my ($ret, $out, $err) = $node->psql('postgres',

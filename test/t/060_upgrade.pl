@@ -97,6 +97,19 @@ ok(wait_for_requests($recv, 1, sub { $_[0]{body} =~ /"after":"update"|"after": "
 is(sql(q{SELECT count(*) FROM webhooks.events WHERE txid <> '0'}), '1',
 	'recorded once, as a 1.1 event');
 
+# A dump of the updated database restores whole, 1.0's log included (it
+# left the extension, and is dumped as a partition like the others).
+my $dump = $node->basedir . '/updated.dump';
+$node->command_ok([ 'pg_dump', '-Fc', '-f', $dump, '-d', $node->connstr('postgres') ],
+	'pg_dump of the updated database');
+sql('CREATE DATABASE restored');
+$node->command_ok([ 'pg_restore', '--exit-on-error', '-d', $node->connstr('restored'), $dump ],
+	'pg_restore');
+is($node->safe_psql('restored', 'SELECT count(*) FROM webhooks.delivery_attempts'),
+	sql('SELECT count(*) FROM webhooks.delivery_attempts'), 'the whole log is restored');
+is($node->safe_psql('restored', 'SELECT count(*) FROM webhooks.delivery_attempts_1_0'),
+	sql('SELECT count(*) FROM webhooks.delivery_attempts_1_0'), 'with 1.0\'s part');
+
 my $log = slurp_file($node->logfile);
 unlike($log, qr/ERROR|terminated by signal/, 'no errors in the server log');
 $node->stop;
