@@ -143,6 +143,10 @@ COMMENT ON COLUMN webhooks.deliveries.emitted_at IS
 'The event''s created_at, where it is found with event_txid and event_id';
 -- A delivery in flight belongs to a worker that no longer runs this schema.
 UPDATE webhooks.deliveries SET state = 'pending' WHERE state = 'sending';
+-- The deliveries marked in flight: the worker puts back every 10 s those it
+-- does not hold (left by an earlier worker, or restored from a dump).
+CREATE INDEX deliveries_sending_idx ON webhooks.deliveries (id)
+    WHERE state = 'sending';
 COMMENT ON TABLE webhooks.deliveries IS
 'Deliveries the worker has queued and not finished: pending, being sent, or failed after the last retry';
 

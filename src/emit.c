@@ -126,23 +126,6 @@ function_owner(FunctionCallInfo fcinfo, bool builds_payload)
 	return owner;
 }
 
-/* Prepare a statement once for the life of the backend. */
-static SPIPlanPtr
-prepare_once(SPIPlanPtr *plan, const char *sql, int nargs, Oid *argtypes)
-{
-	if (*plan == NULL)
-	{
-		SPIPlanPtr	p = SPI_prepare(sql, nargs, argtypes);
-
-		if (p == NULL)
-			elog(ERROR, "SPI_prepare failed: %s",
-				 SPI_result_code_string(SPI_result));
-		SPI_keepplan(p);
-		*plan = p;
-	}
-	return *plan;
-}
-
 /* 1.1: append the event; false if its type is unknown. */
 static bool
 append_event(pg_uuid_t *event_id, const char *community_id,
@@ -162,7 +145,8 @@ append_event(pg_uuid_t *event_id, const char *community_id,
 	args[3] = payload;
 	args[4] = TimestampTzGetDatum(created_at);
 	args[5] = FullTransactionIdGetDatum(xid);
-	ret = SPI_execute_plan(prepare_once(&append_plan, append_sql, 6, argtypes),
+	ret = SPI_execute_plan(webhooks_prepare_once(&append_plan, append_sql, 6,
+												 argtypes),
 						   args, NULL, false, 0);
 	if (ret != SPI_OK_INSERT)
 		elog(ERROR, "could not record event: %s", SPI_result_code_string(ret));
@@ -184,7 +168,8 @@ queue_deliveries_1_0(pg_uuid_t *event_id, const char *community_id,
 	args[1] = CStringGetTextDatum(community_id);
 	args[2] = CStringGetTextDatum(event);
 	args[3] = payload;
-	ret = SPI_execute_plan(prepare_once(&emit_plan, emit_sql, 4, argtypes),
+	ret = SPI_execute_plan(webhooks_prepare_once(&emit_plan, emit_sql, 4,
+												 argtypes),
 						   args, NULL, false, 1);
 	if (ret != SPI_OK_SELECT || SPI_processed != 1)
 		elog(ERROR, "could not queue event: %s",

@@ -133,6 +133,12 @@ static const char *exists_sql =
 
 static SPIPlanPtr exists_plan = NULL;
 
+static const char *release_sql =
+"UPDATE webhooks.deliveries SET state = 'pending'"
+" WHERE state = 'sending' AND NOT (id = ANY ($1))";
+
+static SPIPlanPtr release_plan = NULL;
+
 static const char *record_sql =
 "WITH r AS ("
 "  SELECT * FROM unnest($1::int8[], $2::uuid[], $3::uuid[], $4::text[],"
@@ -177,8 +183,9 @@ compare_int64(const void *a, const void *b)
 }
 
 /* Prepare a statement once for the life of the process. */
-static SPIPlanPtr
-prepare_once(SPIPlanPtr *plan, const char *sql, int nargs, Oid *argtypes)
+SPIPlanPtr
+webhooks_prepare_once(SPIPlanPtr *plan, const char *sql, int nargs,
+					  Oid *argtypes)
 {
 	if (*plan == NULL)
 	{
@@ -220,18 +227,30 @@ uuid_array(pg_uuid_t *uuids, int n)
 }
 
 /*
- * After a restart, deliveries left 'sending' by the previous worker were
- * never recorded: they go back to 'pending' and are sent again (with the
- * same webhook-id, so receivers can drop the duplicate).
+ * Deliveries marked 'sending' that this worker does not hold (held: n
+ * delivery ids) go back to 'pending', due as they were: in-flight state
+ * must not outlive the process that owns it.  They were left by an
+ * earlier worker that stopped before recording them, or came with a
+ * restored dump; they are sent again with the same webhook-id, so
+ * receivers can drop a duplicate.  A partial index finds them.  Returns
+ * how many.
  */
 int64
-webhooks_queue_reset_sending(void)
+webhooks_queue_release_orphans(int64 *held, int n)
 {
-	int			ret = SPI_execute("UPDATE webhooks.deliveries SET state = 'pending' "
-								  "WHERE state = 'sending'", false, 0);
+	Oid			types[1] = {INT8ARRAYOID};
+	Datum	   *elems = palloc(sizeof(Datum) * Max(n, 1));
+	Datum		args[1];
+	int			ret;
 
+	for (int i = 0; i < n; i++)
+		elems[i] = Int64GetDatum(held[i]);
+	args[0] = make_array(elems, NULL, n, INT8OID);
+	ret = SPI_execute_plan(webhooks_prepare_once(&release_plan, release_sql, 1,
+												 types),
+						   args, NULL, false, 0);
 	if (ret != SPI_OK_UPDATE)
-		elog(ERROR, "could not reset deliveries: %s",
+		elog(ERROR, "could not release deliveries: %s",
 			 SPI_result_code_string(ret));
 	return (int64) SPI_processed;
 }
@@ -276,7 +295,8 @@ webhooks_queue_claim(int limit, HeldRequests *held, Delivery **deliveries,
 					 MemoryContext cxt)
 {
 	Datum		args[7];
-	SPIPlanPtr	plan = prepare_once(&claim_plan, claim_sql, 7, claim_argtypes);
+	SPIPlanPtr	plan = webhooks_prepare_once(&claim_plan, claim_sql, 7,
+											 claim_argtypes);
 	MemoryContext caller = cxt;
 	Delivery   *result;
 	int			ret;
@@ -332,7 +352,7 @@ webhooks_queue_next_due(HeldRequests *held, TimestampTz *due)
 
 	args[0] = Int32GetDatum(1);
 	held_args(held, args);
-	ret = SPI_execute_plan(prepare_once(&next_due_plan, next_due_sql, 7,
+	ret = SPI_execute_plan(webhooks_prepare_once(&next_due_plan, next_due_sql, 7,
 										claim_argtypes),
 						   args, NULL, true, 1);
 	if (ret != SPI_OK_SELECT || SPI_processed != 1)
@@ -358,7 +378,7 @@ ids_from(SPIPlanPtr *plan, const char *sql, Datum *ids, int n, int *nout)
 	int64	   *out;
 	int			ret;
 
-	ret = SPI_execute_plan(prepare_once(plan, sql, 1, types), args, NULL,
+	ret = SPI_execute_plan(webhooks_prepare_once(plan, sql, 1, types), args, NULL,
 						   false, 0);
 	if (ret != SPI_OK_SELECT)
 		elog(ERROR, "could not look up deliveries: %s",
@@ -502,7 +522,7 @@ webhooks_queue_record(AttemptRecord *records, int n, bool *deferred)
 	args[10] = make_array(outcome, NULL, m, CHAROID);
 	args[11] = make_array(next, next_null, m, TIMESTAMPTZOID);
 
-	ret = SPI_execute_plan(prepare_once(&record_plan, record_sql, 12,
+	ret = SPI_execute_plan(webhooks_prepare_once(&record_plan, record_sql, 12,
 										argtypes),
 						   args, NULL, false, 0);
 	if (ret != SPI_OK_UPDATE)

@@ -72,7 +72,7 @@ typedef struct HeldRequests
 } HeldRequests;
 
 /* Each runs inside the caller's transaction, with SPI connected. */
-extern int64 webhooks_queue_reset_sending(void);
+extern int64 webhooks_queue_release_orphans(int64 *held, int n);
 extern int	webhooks_queue_claim(int limit, HeldRequests *held,
 								 Delivery **deliveries, MemoryContext cxt);
 extern bool webhooks_queue_next_due(HeldRequests *held, TimestampTz *due);

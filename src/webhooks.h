@@ -12,6 +12,7 @@
 
 #include "access/transam.h"
 #include "datatype/timestamp.h"
+#include "executor/spi.h"
 #include "fmgr.h"
 #include "nodes/nodes.h"
 #include "storage/latch.h"
@@ -91,6 +92,10 @@ extern void webhooks_event_id(pg_uuid_t *uuid, FullTransactionId xid,
 extern FullTransactionId webhooks_event_id_txid(const pg_uuid_t *uuid);
 extern void webhooks_uuid_v7_set_time(pg_uuid_t *uuid, int64 unix_ms);
 extern char *webhooks_uuid_to_cstring(const pg_uuid_t *uuid);
+
+/* queue.c: a statement prepared once for the life of the process */
+extern SPIPlanPtr webhooks_prepare_once(SPIPlanPtr *plan, const char *sql,
+										int nargs, Oid *argtypes);
 
 /* api.c: lookups the other files share */
 extern bool webhooks_lookup(const char *community_id, pg_uuid_t *id,

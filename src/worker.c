@@ -69,6 +69,8 @@
 #define RECORD_DELAY_MS 20
 /* How long before recording again attempts an application's lock held off */
 #define DEFER_MS 200
+/* How often deliveries marked in flight by no live worker are released */
+#define RELEASE_INTERVAL_MS (10 * 1000L)
 /* How often partitions are made ahead and dropped past the retention */
 #define MAINTAIN_INTERVAL_MS (3600 * 1000L)
 /* Longest an idle worker goes without looking for work it was not woken
@@ -94,6 +96,7 @@ typedef struct Endpoint
 /* What the worker keeps with each request (its owner) */
 typedef struct Attempt
 {
+	dlist_node	live_node;		/* in live_attempts while it lives */
 	int64		delivery_id;
 	pg_uuid_t	webhook_id;
 	pg_uuid_t	event_id;
@@ -102,6 +105,9 @@ typedef struct Attempt
 } Attempt;
 
 static WebhooksClient *client = NULL;
+
+/* Every Attempt with a request, queued or in flight */
+static dlist_head live_attempts = DLIST_STATIC_INIT(live_attempts);
 static HTAB *endpoints = NULL;
 static int	queued_total = 0;
 
@@ -447,6 +453,7 @@ finish_attempt(WebhookRequest *req)
 	MemoryContextSwitchTo(old);
 
 	/* a lives in the request's memory: done with it before the free */
+	dlist_delete(&a->live_node);
 	webhooks_request_free(req);
 	freed_since_claim++;
 	if (ep != NULL)
@@ -701,6 +708,7 @@ build_request(Delivery *d)
 
 	req = webhooks_request_new(&msg, requests_cxt);
 	a = MemoryContextAlloc(req->cxt, sizeof(Attempt));
+	dlist_push_tail(&live_attempts, &a->live_node);
 	a->delivery_id = d->id;
 	a->webhook_id = d->webhook_id;
 	a->event_id = d->event_id;
@@ -760,12 +768,14 @@ start_delivery(Delivery *d)
 }
 
 /*
- * Claim up to limit due deliveries in one transaction, then start them.
- * Returns how many were claimed, or -1 after an error.
+ * Claim up to limit due deliveries in one transaction, then start them;
+ * first, in the same transaction, read the events committed since the
+ * last read if read_first.  Returns how many were claimed, or -1 after an
+ * error.
  */
 static int
-claim_and_start(int limit, HeldRequests *held, bool *has_due,
-				TimestampTz *next_due)
+claim_and_start(bool read_first, int limit, HeldRequests *held,
+				bool *has_due, TimestampTz *next_due)
 {
 	MemoryContext cxt = CurrentMemoryContext;
 	Delivery   *volatile deliveries = NULL;
@@ -778,6 +788,12 @@ claim_and_start(int limit, HeldRequests *held, bool *has_due,
 		Delivery   *claimed;
 
 		begin_work("claiming deliveries");
+		if (read_first)
+		{
+			int64		events;
+
+			(void) webhooks_read_events(&events);
+		}
 		n = webhooks_queue_claim(limit, held, &claimed, claim_cxt);
 		deliveries = claimed;
 		if (n < limit)
@@ -824,6 +840,45 @@ maintain(void)
 		SetConfigOption("lock_timeout", WORKER_LOCK_TIMEOUT, PGC_SUSET,
 						PGC_S_OVERRIDE);
 	return ok && done;
+}
+
+static void
+release_orphans_in_transaction(void *arg)
+{
+	dlist_iter	iter;
+	int64	   *held = palloc(sizeof(int64) * (nrecords + 1));
+	int			n = 0;
+	int64		released;
+
+	for (int i = 0; i < nrecords; i++)
+		if (records[i].outcome != OUTCOME_TEST)
+		{
+			held = repalloc(held, sizeof(int64) * (n + 2));
+			held[n++] = records[i].delivery_id;
+		}
+	dlist_foreach(iter, &live_attempts)
+	{
+		Attempt    *a = dlist_container(Attempt, live_node, iter.cur);
+
+		held = repalloc(held, sizeof(int64) * (n + 1));
+		held[n++] = a->delivery_id;
+	}
+	released = webhooks_queue_release_orphans(held, n);
+	if (released > 0)
+		ereport(LOG,
+				(errmsg("webhooks: " INT64_FORMAT " deliveries marked in flight by no running worker (left by an earlier one, or restored) will be sent again",
+						released)));
+}
+
+/*
+ * Put back to 'pending' the deliveries marked 'sending' that this worker
+ * does not hold (queued, in flight, or waiting to be recorded).
+ */
+static void
+release_orphans(void)
+{
+	(void) run_in_transaction("releasing orphaned deliveries",
+							  release_orphans_in_transaction, NULL);
 }
 
 /* What a read found, for run_in_transaction */
@@ -876,6 +931,8 @@ deliver_forever(void)
 	bool		has_due = false;
 	TimestampTz next_due = 0;
 	TimestampTz next_maintain = 0;
+	TimestampTz next_release = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+														   RELEASE_INTERVAL_MS);
 	TimestampTz next_poll = 0;
 
 	for (;;)
@@ -884,6 +941,8 @@ deliver_forever(void)
 		int			busy;
 		int			free_slots;
 		int			min_claim;
+		bool		will_claim;
+		bool		read_first;
 		long		timeout = -1;
 
 		MemoryContextSwitchTo(loop_cxt);
@@ -915,35 +974,35 @@ deliver_forever(void)
 		}
 
 		/*
-		 * 3. Queue the deliveries of newly committed events: when woken,
-		 * and at least every POLL_INTERVAL_MS.
+		 * 3. Queue the deliveries of newly committed events (when woken,
+		 * and at least every POLL_INTERVAL_MS), and claim due deliveries
+		 * while there is room: in one transaction when both are due.
+		 * Claim again once half a webhook's worth of slots came free,
+		 * without waiting for the attempts to be recorded: an endpoint at
+		 * its limit must not idle while its backlog waits.
 		 */
 		if (ms_until(next_poll) == 0)
 			read_now = claim_now = true;
-		if (read_now)
-		{
-			read_now = false;
-			next_poll = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
-													POLL_INTERVAL_MS);
-			if (read_new_events() < 0)
-				next_poll = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
-														1000);
-		}
-
-		/*
-		 * 4. Claim due deliveries while there is room.  Claim again once
-		 * half a webhook's worth of slots came free, without waiting for the
-		 * attempts to be recorded: an endpoint at its limit must not idle
-		 * while its backlog waits.
-		 */
 		if (!claim_now && has_due && ms_until(next_due) == 0)
 			claim_now = true;
 		if (freed_since_claim >= Max(1, webhooks_max_per_endpoint / 2))
 			claim_now = true;
 		free_slots = webhooks_max_concurrent - busy;
 		min_claim = Max(1, Min(webhooks_batch_size, webhooks_max_concurrent) / 4);
-		if (claim_now && (free_slots >= min_claim ||
-						  (busy == 0 && free_slots > 0)))
+		will_claim = claim_now && (free_slots >= min_claim ||
+								   (busy == 0 && free_slots > 0));
+		read_first = read_now;
+		if (read_now)
+		{
+			read_now = false;
+			next_poll = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+													POLL_INTERVAL_MS);
+			if (!will_claim && read_new_events() < 0)
+				next_poll = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+														1000);
+		}
+
+		if (will_claim)
 		{
 			HeldRequests held;
 			int			limit = Min(free_slots, webhooks_batch_size);
@@ -952,7 +1011,7 @@ deliver_forever(void)
 			held_requests(&held);
 			has_due = false;
 			freed_since_claim = 0;
-			n = claim_and_start(limit, &held, &has_due, &next_due);
+			n = claim_and_start(read_first, limit, &held, &has_due, &next_due);
 			if (n < 0)
 			{
 				/* The error is logged; try again in a second. */
@@ -972,6 +1031,12 @@ deliver_forever(void)
 			continue;			/* start over: records may be waiting */
 		}
 
+		if (ms_until(next_release) == 0)
+		{
+			release_orphans();
+			next_release = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+													   RELEASE_INTERVAL_MS);
+		}
 		if (ms_until(next_maintain) == 0)
 			next_maintain = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
 														maintain() ? MAINTAIN_INTERVAL_MS : 60 * 1000);
@@ -989,8 +1054,9 @@ deliver_forever(void)
 				timeout = due;
 		}
 		{
-			long		soonest = Min(ms_until(next_maintain),
-									  ms_until(next_poll));
+			long		soonest = Min(Min(ms_until(next_maintain),
+										  ms_until(next_poll)),
+									  ms_until(next_release));
 
 			if (timeout < 0 || soonest < timeout)
 				timeout = soonest;
@@ -1098,16 +1164,7 @@ webhooks_worker_main(Datum main_arg)
 	client = webhooks_client_create();
 
 	/* Attempts the previous worker left unrecorded are made again. */
-	begin_work("resetting deliveries in flight");
-	{
-		int64		reset = webhooks_queue_reset_sending();
-
-		if (reset > 0)
-			ereport(LOG,
-					(errmsg("webhooks: " INT64_FORMAT " deliveries left in flight by the previous worker will be sent again",
-							reset)));
-	}
-	end_work();
+	release_orphans();
 
 	if (webhooks_shared != NULL)
 		webhooks_shared->worker_latch = MyLatch;
