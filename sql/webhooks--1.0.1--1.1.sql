@@ -35,8 +35,11 @@ CREATE TABLE webhooks.events (
     community_id text NOT NULL,
     payload      jsonb NOT NULL,
     created_at   timestamptz NOT NULL,
-    txid         xid8 NOT NULL
+    txid         xid8 NOT NULL,
+    payload_bytes int NOT NULL DEFAULT 0
 ) PARTITION BY RANGE (created_at);
+COMMENT ON COLUMN webhooks.events.payload_bytes IS
+'The payload''s size as emit measured it: what the worker budgets for its body';
 CREATE TABLE webhooks.events_default PARTITION OF webhooks.events DEFAULT;
 CREATE INDEX events_default_txid_idx ON webhooks.events_default (txid, id);
 COMMENT ON TABLE webhooks.events IS
@@ -92,7 +95,8 @@ BEGIN
         FROM webhooks.reader r
     ), ev AS (
         -- started after the previous read, committed since
-        SELECT e.id, e.type, e.community_id, e.created_at, e.txid
+        SELECT e.id, e.type, e.community_id, e.created_at, e.txid,
+               e.payload_bytes
         FROM pos, webhooks.events e
         WHERE e.txid >= pg_snapshot_xmax(pos.prev)
           AND e.txid < pg_snapshot_xmax(pos.cur)
@@ -100,14 +104,17 @@ BEGIN
           AND e.created_at >= pos.since
         UNION ALL
         -- in progress at the previous read, committed since
-        SELECT e.id, e.type, e.community_id, e.created_at, e.txid
+        SELECT e.id, e.type, e.community_id, e.created_at, e.txid,
+               e.payload_bytes
         FROM pos, pg_snapshot_xip(pos.prev) x(txid), webhooks.events e
         WHERE e.txid = x.txid AND pg_visible_in_snapshot(x.txid, pos.cur)
           AND e.created_at >= pos.since
     ), q AS (
         INSERT INTO webhooks.deliveries
-               (webhook_id, event_id, event, community_id, emitted_at, event_txid)
-        SELECT w.id, ev.id, ev.type, ev.community_id, ev.created_at, ev.txid
+               (webhook_id, event_id, event, community_id, emitted_at,
+                event_txid, payload_bytes)
+        SELECT w.id, ev.id, ev.type, ev.community_id, ev.created_at, ev.txid,
+               ev.payload_bytes
         FROM ev JOIN webhooks.webhooks w
           ON w.community_id = ev.community_id AND w.is_active
          AND ev.type = ANY (w.events)
@@ -129,15 +136,20 @@ REVOKE ALL ON FUNCTION webhooks.read_events() FROM PUBLIC;
 -- 1.0's queue rows become events (one per event id) ... (no 1.0 emit may
 -- add one meanwhile: its payload would be dropped with the column)
 LOCK TABLE webhooks.deliveries IN EXCLUSIVE MODE;
-INSERT INTO webhooks.events (id, type, community_id, payload, created_at, txid)
+INSERT INTO webhooks.events (id, type, community_id, payload, created_at, txid,
+                             payload_bytes)
 SELECT DISTINCT ON (event_id) event_id, event, community_id, payload,
-       emitted_at, '0'::xid8
+       emitted_at, '0'::xid8, octet_length(payload::text)
 FROM webhooks.deliveries
 ORDER BY event_id, id;
 
 -- ... and stay deliveries, pointing at their event instead of a copy.
 ALTER TABLE webhooks.deliveries ADD COLUMN event_txid xid8 NOT NULL DEFAULT '0';
 ALTER TABLE webhooks.deliveries ALTER COLUMN event_txid DROP DEFAULT;
+ALTER TABLE webhooks.deliveries ADD COLUMN payload_bytes int NOT NULL DEFAULT 0;
+UPDATE webhooks.deliveries SET payload_bytes = octet_length(payload::text);
+COMMENT ON COLUMN webhooks.deliveries.payload_bytes IS
+'Its event''s payload_bytes: claims stop short of webhooks.max_bytes_in_flight';
 ALTER TABLE webhooks.deliveries DROP COLUMN payload;
 COMMENT ON COLUMN webhooks.deliveries.emitted_at IS
 'The event''s created_at, where it is found with event_txid and event_id';

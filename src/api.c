@@ -529,8 +529,9 @@ webhooks_replay(PG_FUNCTION_ARGS)
 			  4, types, values, NULL, false, SPI_OK_UPDATE);
 	if (SPI_processed == 0)
 		run_query("INSERT INTO webhooks.deliveries (webhook_id, event_id, "
-				  "event, community_id, emitted_at, event_txid) "
-				  "SELECT $4, e.id, e.type, e.community_id, e.created_at, e.txid "
+				  "event, community_id, emitted_at, event_txid, payload_bytes) "
+				  "SELECT $4, e.id, e.type, e.community_id, e.created_at, e.txid, "
+				  "e.payload_bytes "
 				  EVENT_LOOKUP,
 				  4, types, values, NULL, false, SPI_OK_INSERT);
 	SPI_finish();

@@ -67,8 +67,9 @@ static SPIPlanPtr append_plan = NULL;
  * primary key of event_types in the same statement.
  */
 static const char *append_sql =
-"INSERT INTO webhooks.events (id, type, community_id, payload, created_at, txid)"
-" SELECT $1, $3, $2, $4, $5, $6"
+"INSERT INTO webhooks.events"
+"       (id, type, community_id, payload, created_at, txid, payload_bytes)"
+" SELECT $1, $3, $2, $4, $5, $6, $7"
 " WHERE EXISTS (SELECT 1 FROM webhooks.event_types t"
 "               WHERE t.name OPERATOR(pg_catalog.=) $3)";
 
@@ -131,9 +132,9 @@ static bool
 append_event(pg_uuid_t *event_id, const char *community_id,
 			 const char *event, Datum payload)
 {
-	Oid			argtypes[6] = {UUIDOID, TEXTOID, TEXTOID, JSONBOID,
-	TIMESTAMPTZOID, XID8OID};
-	Datum		args[6];
+	Oid			argtypes[7] = {UUIDOID, TEXTOID, TEXTOID, JSONBOID,
+	TIMESTAMPTZOID, XID8OID, INT4OID};
+	Datum		args[7];
 	FullTransactionId xid = GetTopFullTransactionId();
 	TimestampTz created_at;
 	int			ret;
@@ -145,7 +146,8 @@ append_event(pg_uuid_t *event_id, const char *community_id,
 	args[3] = payload;
 	args[4] = TimestampTzGetDatum(created_at);
 	args[5] = FullTransactionIdGetDatum(xid);
-	ret = SPI_execute_plan(webhooks_prepare_once(&append_plan, append_sql, 6,
+	args[6] = Int32GetDatum((int32) webhooks_payload_size(payload));
+	ret = SPI_execute_plan(webhooks_prepare_once(&append_plan, append_sql, 7,
 												 argtypes),
 						   args, NULL, false, 0);
 	if (ret != SPI_OK_INSERT)

@@ -31,6 +31,7 @@ int			webhooks_max_per_endpoint = 64;
 int			webhooks_batch_size = 500;
 int			webhooks_log_retention_s = 30 * 24 * 3600;
 int			webhooks_max_payload_size = 1024 * 1024;
+int			webhooks_max_bytes_in_flight_kb = 64 * 1024;
 
 /* The parsed retry schedule: delays in ms before attempts 2, 3, ... */
 typedef struct RetrySchedule
@@ -274,6 +275,17 @@ webhooks_define_gucs(void)
 							64 * 1024 * 1024,
 							PGC_SIGHUP,
 							GUC_UNIT_BYTE,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("webhooks.max_bytes_in_flight",
+							"Most request bodies the worker holds at once, in bytes.",
+							"Claims stop short of it; one event's body is held once, however many webhooks it goes to.",
+							&webhooks_max_bytes_in_flight_kb,
+							64 * 1024,
+							1024,
+							INT_MAX / 1024,
+							PGC_SIGHUP,
+							GUC_UNIT_KB,
 							NULL, NULL, NULL);
 
 	MarkGUCPrefixReserved("webhooks");

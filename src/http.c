@@ -216,7 +216,13 @@ fill_request(WebhookRequest *req, const WebhookMessage *msg)
 	char	   *signature;
 	CURL	   *easy;
 
-	req->body = webhooks_build_body(msg, &req->body_len);
+	if (msg->body != NULL)
+	{
+		req->body = (char *) msg->body;
+		req->body_len = msg->body_len;
+	}
+	else
+		req->body = webhooks_build_body(msg, &req->body_len);
 
 	signature = webhooks_sign(msg->secret, msg->event_id, now, req->body,
 							  req->body_len);

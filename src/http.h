@@ -29,6 +29,10 @@ typedef struct WebhookMessage
 	const char *community_id;
 	const char *payload;		/* JSON text of the event's data */
 	TimestampTz emitted_at;
+	/* the body, if the caller built it (and keeps it while the request
+	 * lives: the worker shares one per event); else NULL */
+	const char *body;
+	size_t		body_len;
 } WebhookMessage;
 
 /* One attempt in flight, and its outcome once done. */

@@ -117,6 +117,7 @@ webhooks_test(PG_FUNCTION_ARGS)
 	msg.payload = psprintf("{\"webhook_id\":\"%s\",\"message\":\"This is a test event.\"}",
 						   webhooks_uuid_to_cstring(id));
 	msg.emitted_at = GetCurrentTimestamp();
+	msg.body = NULL;
 
 	req = webhooks_request_new(&msg, CurrentMemoryContext);
 	send_and_wait(req, &record);

@@ -73,25 +73,33 @@ static SPIPlanPtr record_plan = NULL;
 static const char *claim_sql =
 PENDING_WEBHOOKS
 ", due AS ("
-"  SELECT p.id, p.next_attempt_at, f.community_id, f.cslots"
+"  SELECT p.id, p.next_attempt_at, p.payload_bytes, f.community_id, f.cslots"
 "  FROM free f"
 "  CROSS JOIN LATERAL ("
-"    SELECT d.id, d.next_attempt_at FROM webhooks.deliveries d"
+"    SELECT d.id, d.next_attempt_at, d.payload_bytes"
+"    FROM webhooks.deliveries d"
 "    WHERE d.webhook_id = f.webhook_id AND d.state = 'pending'"
 "      AND d.next_attempt_at <= now()"
 "    ORDER BY d.next_attempt_at, d.id"
 "    LIMIT LEAST($1, f.slots, f.cslots)) p"
 "), fair AS ("
-"  SELECT r.id, r.next_attempt_at FROM ("
+"  SELECT r.id, r.next_attempt_at, r.payload_bytes FROM ("
 "    SELECT due.*, row_number() OVER (PARTITION BY due.community_id"
 "                                     ORDER BY due.next_attempt_at, due.id) AS rn"
 "    FROM due) r"
 "  WHERE r.rn <= r.cslots"
 "  ORDER BY r.next_attempt_at, r.id"
 "  LIMIT $1"
+"), budget AS ("
+"  SELECT b.id FROM ("
+"    SELECT f.id, row_number() OVER w AS n,"
+"           sum(f.payload_bytes) OVER w AS upto"
+"    FROM fair f"
+"    WINDOW w AS (ORDER BY f.next_attempt_at, f.id)) b"
+"  WHERE b.n = 1 OR b.upto <= $8"
 "), c AS ("
 "  SELECT d.id FROM webhooks.deliveries d"
-"  WHERE d.id IN (SELECT id FROM fair) AND d.state = 'pending'"
+"  WHERE d.id IN (SELECT id FROM budget) AND d.state = 'pending'"
 "  FOR UPDATE SKIP LOCKED"
 "), u AS ("
 "  UPDATE webhooks.deliveries d SET state = 'sending'"
@@ -280,22 +288,24 @@ held_args(HeldRequests *held, Datum *args)
 	args[4] = make_array(communities, NULL, held->ncommunities, TEXTOID);
 	args[5] = int4_array(held->per_community, held->ncommunities);
 	args[6] = Int32GetDatum(held->community_cap);
+	args[7] = Int64GetDatum(held->byte_budget);
 }
 
-static Oid	claim_argtypes[7] = {INT4OID, UUIDARRAYOID, INT4OID, INT4ARRAYOID,
-TEXTARRAYOID, INT4ARRAYOID, INT4OID};
+static Oid	claim_argtypes[8] = {INT4OID, UUIDARRAYOID, INT4OID, INT4ARRAYOID,
+TEXTARRAYOID, INT4ARRAYOID, INT4OID, INT8OID};
 
 /*
  * Claim up to limit due deliveries, no more per webhook, nor per
- * community, than it has free slots given what the worker holds.  The
+ * community, than it has free slots given what the worker holds, and no
+ * more payload bytes than held->byte_budget (but at least one delivery).  The
  * rows are copied into cxt.  Returns how many were claimed.
  */
 int
 webhooks_queue_claim(int limit, HeldRequests *held, Delivery **deliveries,
 					 MemoryContext cxt)
 {
-	Datum		args[7];
-	SPIPlanPtr	plan = webhooks_prepare_once(&claim_plan, claim_sql, 7,
+	Datum		args[8];
+	SPIPlanPtr	plan = webhooks_prepare_once(&claim_plan, claim_sql, 8,
 											 claim_argtypes);
 	MemoryContext caller = cxt;
 	Delivery   *result;
@@ -346,13 +356,13 @@ webhooks_queue_claim(int limit, HeldRequests *held, Delivery **deliveries,
 bool
 webhooks_queue_next_due(HeldRequests *held, TimestampTz *due)
 {
-	Datum		args[7];
+	Datum		args[8];
 	bool		isnull;
 	int			ret;
 
 	args[0] = Int32GetDatum(1);
 	held_args(held, args);
-	ret = SPI_execute_plan(webhooks_prepare_once(&next_due_plan, next_due_sql, 7,
+	ret = SPI_execute_plan(webhooks_prepare_once(&next_due_plan, next_due_sql, 8,
 										claim_argtypes),
 						   args, NULL, true, 1);
 	if (ret != SPI_OK_SELECT || SPI_processed != 1)

@@ -58,7 +58,8 @@ typedef struct AttemptRecord
  * What the worker holds (requests in flight or waiting for a slot), per
  * webhook and per community, for a claim to leave out what they could
  * not start now: no webhook beyond webhooks.max_requests_per_endpoint, no
- * community beyond community_cap, the share of one community.
+ * community beyond community_cap, the share of one community, and no more
+ * payload bytes than byte_budget.
  */
 typedef struct HeldRequests
 {
@@ -69,6 +70,7 @@ typedef struct HeldRequests
 	char	  **communities;
 	int32	   *per_community;
 	int32		community_cap;
+	int64		byte_budget;	/* payload bytes a claim may add */
 } HeldRequests;
 
 /* Each runs inside the caller's transaction, with SPI connected. */

@@ -65,11 +65,18 @@ check_community_id_value(const char *community_id)
 						   len, WEBHOOKS_MAX_COMMUNITY_ID_BYTES)));
 }
 
+/* An event payload's size, as stored (uncompressed jsonb). */
+Size
+webhooks_payload_size(Datum payload)
+{
+	return toast_raw_datum_size(payload) - VARHDRSZ;
+}
+
 /* An event's payload: no larger than webhooks.max_payload_size. */
 void
 webhooks_check_payload_size(Datum payload)
 {
-	Size		size = toast_raw_datum_size(payload) - VARHDRSZ;
+	Size		size = webhooks_payload_size(payload);
 
 	if (size > (Size) webhooks_max_payload_size)
 		ereport(ERROR,

@@ -49,6 +49,7 @@ extern int	webhooks_max_per_endpoint;
 extern int	webhooks_batch_size;
 extern int	webhooks_log_retention_s;
 extern int	webhooks_max_payload_size;
+extern int	webhooks_max_bytes_in_flight_kb;
 
 extern void webhooks_define_gucs(void);
 extern int	webhooks_max_attempts(void);
@@ -77,6 +78,7 @@ extern void webhooks_attach_shmem(void);
 /* validate.c: input checks; each raises a clear ERROR */
 extern char *check_community_id(FunctionCallInfo fcinfo, int argno);
 extern void check_community_id_value(const char *community_id);
+extern Size webhooks_payload_size(Datum payload);
 extern void webhooks_check_payload_size(Datum payload);
 extern pg_uuid_t *check_webhook_id(FunctionCallInfo fcinfo, int argno);
 extern char *check_url(text *url);

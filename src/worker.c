@@ -108,6 +108,23 @@ static WebhooksClient *client = NULL;
 
 /* Every Attempt with a request, queued or in flight */
 static dlist_head live_attempts = DLIST_STATIC_INIT(live_attempts);
+
+/* One event's request body, shared by its requests */
+typedef struct SharedBody
+{
+	pg_uuid_t	event_id;		/* hash key */
+	char	   *body;			/* in bodies_cxt */
+	size_t		len;
+	int			refs;			/* requests using it */
+} SharedBody;
+
+static HTAB *bodies = NULL;
+static MemoryContext bodies_cxt = NULL;
+static int64 bytes_held = 0;	/* in bodies */
+
+#define MAX_BYTES_IN_FLIGHT ((int64) webhooks_max_bytes_in_flight_kb * 1024)
+
+static void release_body(pg_uuid_t *event_id);
 static HTAB *endpoints = NULL;
 static int	queued_total = 0;
 
@@ -454,6 +471,7 @@ finish_attempt(WebhookRequest *req)
 
 	/* a lives in the request's memory: done with it before the free */
 	dlist_delete(&a->live_node);
+	release_body(&a->event_id);
 	webhooks_request_free(req);
 	freed_since_claim++;
 	if (ep != NULL)
@@ -688,6 +706,49 @@ held_requests(HeldRequests *held)
 	held->community_cap = Max(webhooks_max_per_endpoint,
 							  webhooks_max_concurrent /
 							  (Max(held->ncommunities, 1) + 1));
+	held->byte_budget = Max(MAX_BYTES_IN_FLIGHT - bytes_held, 0);
+}
+
+/*
+ * The body of an event's requests, built once and shared by all of them
+ * (the envelope holds nothing per webhook; only the signature differs):
+ * sets msg->body.  What the worker holds in bodies is counted in
+ * bytes_held, against webhooks.max_bytes_in_flight.
+ */
+static void
+acquire_body(pg_uuid_t *event_id, WebhookMessage *msg)
+{
+	SharedBody *b = hash_search(bodies, event_id, HASH_FIND, NULL);
+
+	if (b == NULL)
+	{
+		MemoryContext old = MemoryContextSwitchTo(bodies_cxt);
+		size_t		len;
+		char	   *body = webhooks_build_body(msg, &len);
+
+		MemoryContextSwitchTo(old);
+		b = hash_search(bodies, event_id, HASH_ENTER, NULL);
+		b->body = body;
+		b->len = len;
+		b->refs = 0;
+		bytes_held += len;
+	}
+	b->refs++;
+	msg->body = b->body;
+	msg->body_len = b->len;
+}
+
+/* A request is done with its event's body; the last one frees it. */
+static void
+release_body(pg_uuid_t *event_id)
+{
+	SharedBody *b = hash_search(bodies, event_id, HASH_FIND, NULL);
+
+	if (b == NULL || --b->refs > 0)
+		return;
+	bytes_held -= b->len;
+	pfree(b->body);
+	hash_search(bodies, event_id, HASH_REMOVE, NULL);
 }
 
 /* Build the request of one claimed delivery, owned by an Attempt. */
@@ -706,7 +767,17 @@ build_request(Delivery *d)
 	msg.payload = d->payload;
 	msg.emitted_at = d->emitted_at;
 
-	req = webhooks_request_new(&msg, requests_cxt);
+	acquire_body(&d->event_id, &msg);
+	PG_TRY();
+	{
+		req = webhooks_request_new(&msg, requests_cxt);
+	}
+	PG_CATCH();
+	{
+		release_body(&d->event_id);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
 	a = MemoryContextAlloc(req->cxt, sizeof(Attempt));
 	dlist_push_tail(&live_attempts, &a->live_node);
 	a->delivery_id = d->id;
@@ -990,7 +1061,8 @@ deliver_forever(void)
 		free_slots = webhooks_max_concurrent - busy;
 		min_claim = Max(1, Min(webhooks_batch_size, webhooks_max_concurrent) / 4);
 		will_claim = claim_now && (free_slots >= min_claim ||
-								   (busy == 0 && free_slots > 0));
+								   (busy == 0 && free_slots > 0)) &&
+			(bytes_held < MAX_BYTES_IN_FLIGHT || busy == 0);
 		read_first = read_now;
 		if (read_now)
 		{
@@ -1152,6 +1224,8 @@ webhooks_worker_main(Datum main_arg)
 										ALLOCSET_DEFAULT_SIZES);
 	claim_cxt = AllocSetContextCreate(TopMemoryContext, "webhooks claim",
 									  ALLOCSET_DEFAULT_SIZES);
+	bodies_cxt = AllocSetContextCreate(TopMemoryContext, "webhooks bodies",
+									   ALLOCSET_DEFAULT_SIZES);
 
 	memset(&ctl, 0, sizeof(ctl));
 	ctl.keysize = sizeof(pg_uuid_t);
@@ -1159,6 +1233,9 @@ webhooks_worker_main(Datum main_arg)
 	ctl.hcxt = TopMemoryContext;
 	endpoints = hash_create("webhooks endpoints", 256, &ctl,
 							HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	ctl.entrysize = sizeof(SharedBody);
+	bodies = hash_create("webhooks bodies", 1024, &ctl,
+						 HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
 
 	MemoryContextSwitchTo(TopMemoryContext);
 	client = webhooks_client_create();
