@@ -61,14 +61,17 @@ static SPIPlanPtr record_plan = NULL;
 ")"
 
 /*
- * Due deliveries are taken per webhook, oldest due first, and no more per
- * webhook than it has free request slots ($3 = max_requests_per_endpoint
- * minus what the worker holds for it: $2/$4 list the webhooks it holds
- * requests for, with how many).  So a claim never takes rows a busy webhook
- * could not send now, a webhook with a huge backlog cannot hide anyone
- * else's rows, and a claim costs one index descent per webhook with
- * pending rows plus the rows it takes.  The url and secret are joined only
- * to the rows claimed.
+ * Due deliveries are taken per webhook, oldest due first, no more per
+ * webhook than it has free request slots, no more per community than its
+ * share (fair), and no more payload bytes than $8 allows (budget; always
+ * one).  So a claim never takes rows a busy webhook could not send now, a
+ * webhook with a huge backlog cannot hide anyone else's rows, one
+ * community's hanging endpoints leave a share for the others, and a claim
+ * costs one index descent per webhook with pending rows plus the rows it
+ * takes.  The payload is looked up per claimed row (one probe of the
+ * events' index in the event's day), and the url and secret are joined
+ * only to the rows claimed; the payload is NULL once the event is no
+ * longer kept.
  */
 static const char *claim_sql =
 PENDING_WEBHOOKS
