@@ -543,20 +543,3 @@ webhooks_queue_record(AttemptRecord *records, int n, bool *deferred)
 			 SPI_result_code_string(ret));
 	return ndeferred;
 }
-
-/* Put one delivery the worker holds back to 'pending', due now. */
-void
-webhooks_queue_requeue(int64 delivery_id)
-{
-	Oid			argtypes[1] = {INT8OID};
-	Datum		args[1] = {Int64GetDatum(delivery_id)};
-	int			ret;
-
-	ret = SPI_execute_with_args("UPDATE webhooks.deliveries"
-								" SET state = 'pending', next_attempt_at = now()"
-								" WHERE id = $1 AND state = 'sending'",
-								1, argtypes, args, NULL, false, 0);
-	if (ret != SPI_OK_UPDATE)
-		elog(ERROR, "could not requeue delivery: %s",
-			 SPI_result_code_string(ret));
-}

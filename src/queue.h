@@ -80,7 +80,6 @@ extern int	webhooks_queue_claim(int limit, HeldRequests *held,
 extern bool webhooks_queue_next_due(HeldRequests *held, TimestampTz *due);
 extern int	webhooks_queue_record(AttemptRecord *records, int n,
 								  bool *deferred);
-extern void webhooks_queue_requeue(int64 delivery_id);
 
 /* reader.c: committed events become deliveries */
 extern int64 webhooks_read_events(int64 *events);

@@ -541,24 +541,6 @@ try_record(AttemptRecord *recs, int n, bool *deferred)
 							  &batch);
 }
 
-static void
-requeue_one(void *arg)
-{
-	webhooks_queue_requeue(((AttemptRecord *) arg)->delivery_id);
-}
-
-/*
- * Put back to 'pending' a delivery whose attempt could not be recorded,
- * so it is tried again instead of staying 'sending' until a restart.
- */
-static bool
-try_requeue(AttemptRecord *r)
-{
-	if (r->outcome == OUTCOME_TEST)
-		return true;
-	return run_in_transaction("requeueing a delivery", requeue_one, r);
-}
-
 /*
  * Move the records kept for later (the first nrecords) into a fresh
  * context and free the old one, with everything the recorded ones held: an
@@ -593,11 +575,11 @@ keep_deferred_records(void)
 /*
  * Record every finished attempt in one transaction.  If the batch fails,
  * each attempt is tried alone, so one bad row cannot hold back the rest;
- * an attempt that still fails stays unrecorded and its delivery is sent
- * again after the worker restarts.  An attempt whose delivery an
- * application's transaction has locked (webhook_delete not yet committed)
- * is kept and recorded a little later: the worker never waits for the
- * application, and nobody else's attempts wait with it.
+ * an attempt that still fails stays unrecorded, and its delivery, held by
+ * nobody, is released and sent again (release_orphans).  An attempt whose
+ * delivery an application's transaction has locked (webhook_delete not
+ * yet committed) is kept and recorded a little later: the worker never
+ * waits for the application, and nobody else's attempts wait with it.
  */
 static void
 record_attempts(void)
@@ -614,11 +596,11 @@ record_attempts(void)
 		for (int i = 0; i < nrecords; i++)
 		{
 			deferred[i] = false;
-			if (!try_record(&records[i], 1, &deferred[i]) &&
-				!try_requeue(&records[i]))
+			if (!try_record(&records[i], 1, &deferred[i]))
 				ereport(WARNING,
-						(errmsg("webhooks: could not record attempt %d of delivery " INT64_FORMAT "; it is sent again after a restart",
-								records[i].attempt, records[i].delivery_id)));
+						(errmsg("webhooks: could not record attempt %d of delivery " INT64_FORMAT "; it is sent again",
+								records[i].attempt, records[i].delivery_id),
+						 errdetail("Its delivery stays marked in flight until the worker releases what it does not hold (every 10 s).")));
 		}
 	}
 
