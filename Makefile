@@ -23,7 +23,7 @@ DATA = sql/webhooks--1.0.sql sql/webhooks--1.0--1.0.1.sql \
 	sql/webhooks--1.0.1--1.1.sql
 PGFILEDESC = "webhooks - reliable outgoing webhooks for PostgreSQL"
 
-REGRESS = create management errors logs emit events security
+REGRESS = create management errors logs emit events lifecycle security
 REGRESS_OPTS = --temp-instance=./tmp_check --temp-config=test/regress.conf
 ISOLATION = reader
 ISOLATION_OPTS = --temp-instance=./tmp_check_iso --temp-config=test/regress.conf

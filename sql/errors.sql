@@ -11,7 +11,9 @@ SELECT webhooks.emit('c1', 'member.joined', '{"k": "v"}') IS NOT NULL AS emitted
 SELECT queued FROM webhooks.read_events();
 
 -- A snapshot of every table, to compare with after the errors.
-CREATE TEMP TABLE snap_webhooks AS SELECT * FROM webhooks.webhooks;
+-- (webhooks by their text form: jsonpath has no equality)
+CREATE TEMP TABLE snap_webhooks AS SELECT w.id, w::text AS row FROM webhooks.webhooks w;
+CREATE TEMP TABLE snap_health AS SELECT * FROM webhooks.webhook_health;
 CREATE TEMP TABLE snap_deliveries AS SELECT * FROM webhooks.deliveries;
 CREATE TEMP TABLE snap_attempts AS SELECT * FROM webhooks.delivery_attempts;
 CREATE TEMP TABLE snap_event_types AS SELECT * FROM webhooks.event_types;
@@ -207,6 +209,59 @@ SELECT sqlstate_of(format($$SELECT webhooks.webhook_replay('c1', %L, %L)$$, :'of
 SELECT sqlstate_of(format($$SELECT webhooks.webhook_recover('c1', %L, '-infinity')$$, :'off'));
 SELECT webhooks.webhook_delete('c1', :'off');
 
+--
+-- headers (22023, and values never shown), filter, rotation, stats
+--
+-- not an object, a value not a string
+SELECT sqlstate_of($$SELECT webhooks.webhook_create('c1', 'https://example.com/h', '{member.joined}', headers => '[]')$$);
+SELECT sqlstate_of($$SELECT webhooks.webhook_create('c1', 'https://example.com/h', '{member.joined}', headers => '"x"')$$);
+SELECT sqlstate_of($$SELECT webhooks.webhook_create('c1', 'https://example.com/h', '{member.joined}', headers => '{"X-A": 1}')$$);
+SELECT sqlstate_of($$SELECT webhooks.webhook_create('c1', 'https://example.com/h', '{member.joined}', headers => '{"X-A": null}')$$);
+SELECT sqlstate_of($$SELECT webhooks.webhook_create('c1', 'https://example.com/h', '{member.joined}', headers => '{"X-A": ["a"]}')$$);
+-- names the extension sets, or that govern the connection (any case)
+SELECT sqlstate_of($$SELECT webhooks.webhook_create('c1', 'https://example.com/h', '{member.joined}', headers => '{"Webhook-Signature": "v1,forged"}')$$);
+SELECT sqlstate_of($$SELECT webhooks.webhook_create('c1', 'https://example.com/h', '{member.joined}', headers => '{"webhook-id": "x"}')$$);
+SELECT sqlstate_of($$SELECT webhooks.webhook_create('c1', 'https://example.com/h', '{member.joined}', headers => '{"Content-Type": "text/plain"}')$$);
+SELECT sqlstate_of($$SELECT webhooks.webhook_create('c1', 'https://example.com/h', '{member.joined}', headers => '{"CONTENT-LENGTH": "1"}')$$);
+SELECT sqlstate_of($$SELECT webhooks.webhook_create('c1', 'https://example.com/h', '{member.joined}', headers => '{"Host": "evil.example"}')$$);
+SELECT sqlstate_of($$SELECT webhooks.webhook_create('c1', 'https://example.com/h', '{member.joined}', headers => '{"User-Agent": "x"}')$$);
+SELECT sqlstate_of($$SELECT webhooks.webhook_create('c1', 'https://example.com/h', '{member.joined}', headers => '{"Transfer-Encoding": "chunked"}')$$);
+SELECT sqlstate_of($$SELECT webhooks.webhook_create('c1', 'https://example.com/h', '{member.joined}', headers => '{"Connection": "close"}')$$);
+-- not header text: CR, LF, tab or space in a name, an empty name, CR/LF/NUL-like controls in a value
+SELECT sqlstate_of($$SELECT webhooks.webhook_create('c1', 'https://example.com/h', '{member.joined}', headers => '{"X-A\r\nX-B": "v"}')$$);
+SELECT sqlstate_of($$SELECT webhooks.webhook_create('c1', 'https://example.com/h', '{member.joined}', headers => '{"X A": "v"}')$$);
+SELECT sqlstate_of($$SELECT webhooks.webhook_create('c1', 'https://example.com/h', '{member.joined}', headers => '{"X-A:": "v"}')$$);
+SELECT sqlstate_of($$SELECT webhooks.webhook_create('c1', 'https://example.com/h', '{member.joined}', headers => '{"": "v"}')$$);
+SELECT sqlstate_of($$SELECT webhooks.webhook_create('c1', 'https://example.com/h', '{member.joined}', headers => '{"X-A": "secret\r\nX-Injected: 1"}')$$);
+SELECT sqlstate_of($$SELECT webhooks.webhook_create('c1', 'https://example.com/h', '{member.joined}', headers => '{"X-A": "a\nb"}')$$);
+SELECT sqlstate_of($$SELECT webhooks.webhook_create('c1', 'https://example.com/h', '{member.joined}', headers => '{"X-A": "a\u0001b"}')$$);
+-- a name twice, case aside
+SELECT sqlstate_of($$SELECT webhooks.webhook_create('c1', 'https://example.com/h', '{member.joined}', headers => '{"X-A": "1", "x-a": "2"}')$$);
+-- more than 32, more than 8 KiB
+SELECT sqlstate_of(format($$SELECT webhooks.webhook_create('c1', 'https://example.com/h', '{member.joined}', headers => %L)$$,
+    (SELECT jsonb_object_agg('X-H' || i, 'v') FROM generate_series(1, 33) i)));
+SELECT sqlstate_of(format($$SELECT webhooks.webhook_create('c1', 'https://example.com/h', '{member.joined}', headers => %L)$$,
+    jsonb_build_object('X-Big', repeat('v', 8200))));
+SELECT sqlstate_of(format($$SELECT webhooks.webhook_create('c1', 'https://example.com/h', '{member.joined}', headers => %L)$$,
+    (SELECT jsonb_object_agg('X-H' || i, repeat('v', 300)) FROM generate_series(1, 30) i)));
+-- the same checks on update
+SELECT sqlstate_of(format($$SELECT webhooks.webhook_update('c1', %L, headers => '{"Webhook-Timestamp": "1"}')$$, :'w'));
+SELECT sqlstate_of(format($$SELECT webhooks.webhook_update('c1', %L, headers => '{"X-A": "a\r\n"}')$$, :'w'));
+-- an invalid filter is the jsonpath type's own syntax error
+SELECT sqlstate_of($$SELECT webhooks.webhook_create('c1', 'https://example.com/h', '{member.joined}', filter => '$.a ? (@ >')$$);
+SELECT sqlstate_of(format($$SELECT webhooks.webhook_update('c1', %L, filter => 'not a path')$$, :'w'));
+-- rotation: NULL or negative overlap, another community's webhook
+SELECT sqlstate_of(format($$SELECT webhooks.webhook_rotate_secret('c1', %L, NULL)$$, :'w'));
+SELECT sqlstate_of(format($$SELECT webhooks.webhook_rotate_secret('c1', %L, '-1 second')$$, :'w'));
+SELECT sqlstate_of(format($$SELECT webhooks.webhook_rotate_secret('c1', %L, '1 hour -2 days')$$, :'w'));
+SELECT sqlstate_of(format($$SELECT webhooks.webhook_rotate_secret('c2', %L)$$, :'w'));
+SELECT sqlstate_of(format($$SELECT webhooks.webhook_rotate_secret('c1', %L)$$, :'nil'));
+SELECT sqlstate_of($$SELECT webhooks.webhook_rotate_secret(NULL, '00000000-0000-0000-0000-000000000000')$$);
+-- stats: scoped like the rest
+SELECT sqlstate_of(format($$SELECT webhooks.webhook_stats('c2', %L)$$, :'w'));
+SELECT sqlstate_of(format($$SELECT webhooks.webhook_stats('c1', %L)$$, :'nil'));
+SELECT sqlstate_of($$SELECT webhooks.webhook_stats('c1', NULL)$$);
+
 \t off
 
 -- Nothing changed.
@@ -216,9 +271,13 @@ SELECT (SELECT count(*) FROM webhooks.webhooks) AS webhooks,
        (SELECT count(*) FROM webhooks.events) AS events,
        (SELECT count(*) FROM webhooks.event_types) AS event_types;
 SELECT count(*) AS changed_webhooks FROM (
-    (SELECT * FROM webhooks.webhooks EXCEPT ALL SELECT * FROM snap_webhooks)
+    (SELECT w.id, w::text FROM webhooks.webhooks w EXCEPT ALL SELECT * FROM snap_webhooks)
     UNION ALL
-    (SELECT * FROM snap_webhooks EXCEPT ALL SELECT * FROM webhooks.webhooks)) x;
+    (SELECT * FROM snap_webhooks EXCEPT ALL SELECT w.id, w::text FROM webhooks.webhooks w)) x;
+SELECT count(*) AS changed_health FROM (
+    (SELECT * FROM webhooks.webhook_health EXCEPT ALL SELECT * FROM snap_health)
+    UNION ALL
+    (SELECT * FROM snap_health EXCEPT ALL SELECT * FROM webhooks.webhook_health)) x;
 -- (the rows that differ: should be none)
 SELECT url, events FROM webhooks.webhooks w
 WHERE NOT EXISTS (SELECT 1 FROM snap_webhooks s WHERE s.id = w.id);

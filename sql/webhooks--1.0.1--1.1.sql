@@ -70,9 +70,10 @@ COMMENT ON TABLE webhooks.reader IS
  * One read of the delivery worker (src/reader.c explains the method): the
  * events of the transactions that are visible in this statement's
  * snapshot and were not in the previous read's become one delivery per
- * active subscribed webhook of their community, and the position moves,
- * all in one statement.  The worker calls it when woken by a commit and
- * at least once a second; an operator may call it to read now.
+ * active subscribed webhook of their community (whose filter, if any, the
+ * payload matches), and the position moves, all in one statement.  The
+ * worker calls it when woken by a commit and at least once a second; an
+ * operator may call it to read now.
  */
 CREATE FUNCTION webhooks.read_events(OUT events bigint, OUT queued bigint)
 RETURNS record
@@ -119,6 +120,11 @@ BEGIN
           ON w.community_id = ev.community_id AND w.is_active
          AND ev.type = ANY (w.events)
          AND date_trunc('milliseconds', w.created_at) <= ev.created_at
+         -- a filter looks at the payload (one probe of the same index)
+         AND (w.filter IS NULL OR EXISTS (
+                SELECT 1 FROM webhooks.events p
+                WHERE p.txid = ev.txid AND p.id = ev.id
+                  AND p.created_at = ev.created_at AND p.payload @? w.filter))
         RETURNING 1
     ), moved AS (
         UPDATE webhooks.reader r SET snapshot = pos.cur, read_at = now()
@@ -288,3 +294,205 @@ COMMENT ON FUNCTION webhooks.webhook_recover(text, uuid, timestamptz) IS
 REVOKE ALL ON FUNCTION webhooks.event_get(text, uuid) FROM PUBLIC;
 REVOKE ALL ON FUNCTION webhooks.webhook_replay(text, uuid, uuid) FROM PUBLIC;
 REVOKE ALL ON FUNCTION webhooks.webhook_recover(text, uuid, timestamptz) FROM PUBLIC;
+
+/*
+ * A webhook's life (1.1): secret rotation, switching off, filters, headers.
+ *
+ *   previous_secret, previous_secret_until
+ *       webhook_rotate_secret keeps the replaced secret for the overlap;
+ *       every request signs with both until then, the new one first.
+ *   filter, headers
+ *       a jsonpath the payload must match (payload @? filter), and extra
+ *       request headers (a JSON object of strings, checked by the library).
+ *   disabled_reason, disabled_at
+ *       set when the worker switched the webhook off (410 Gone, or every
+ *       attempt failing for webhooks.disable_after); cleared on
+ *       reactivation.
+ *   active_since
+ *       when it was last activated: failures before it do not count
+ *       towards webhooks.disable_after.
+ */
+ALTER TABLE webhooks.webhooks
+    ADD COLUMN previous_secret       text,
+    ADD COLUMN previous_secret_until timestamptz,
+    ADD COLUMN filter                jsonpath,
+    ADD COLUMN headers               jsonb,
+    ADD COLUMN disabled_reason       text,
+    ADD COLUMN disabled_at           timestamptz,
+    ADD COLUMN active_since          timestamptz NOT NULL DEFAULT now();
+UPDATE webhooks.webhooks SET active_since = created_at;
+
+/*
+ * Health per webhook, kept by the worker alone, once per batch of attempts
+ * it records (an application never writes or locks these rows, so the
+ * worker never waits for one): the times of the last success and failure,
+ * the first failure since the last success, and counters for metrics.
+ * There is no foreign key (webhook_delete would then lock the worker's
+ * row); the worker removes the rows of deleted webhooks.
+ */
+CREATE TABLE webhooks.webhook_health (
+    webhook_id      uuid PRIMARY KEY,
+    last_success_at timestamptz,
+    last_failure_at timestamptz,
+    failing_since   timestamptz,
+    delivered       bigint NOT NULL DEFAULT 0,
+    failed_attempts bigint NOT NULL DEFAULT 0,
+    retries         bigint NOT NULL DEFAULT 0,
+    gave_up         bigint NOT NULL DEFAULT 0,
+    disabled        bigint NOT NULL DEFAULT 0
+) WITH (fillfactor = 50);
+COMMENT ON TABLE webhooks.webhook_health IS
+'Per webhook, kept by the delivery worker: last success and failure, failing since, and counters';
+SELECT pg_catalog.pg_extension_config_dump('webhooks.webhook_health', '');
+
+ALTER TYPE webhooks.webhook
+    ADD ATTRIBUTE filter jsonpath,
+    ADD ATTRIBUTE headers jsonb,
+    ADD ATTRIBUTE disabled_reason text,
+    ADD ATTRIBUTE disabled_at timestamptz;
+ALTER TYPE webhooks.webhook_with_secret
+    ADD ATTRIBUTE filter jsonpath,
+    ADD ATTRIBUTE headers jsonb,
+    ADD ATTRIBUTE disabled_reason text,
+    ADD ATTRIBUTE disabled_at timestamptz;
+
+/*
+ * webhook_create and webhook_update take filter and headers: new
+ * functions in place of 1.0's, keeping the EXECUTE rights granted on them.
+ */
+CREATE FUNCTION webhooks.copy_execute_grants(old regprocedure, new regprocedure)
+RETURNS void LANGUAGE plpgsql AS $$
+DECLARE
+    g record;
+BEGIN
+    FOR g IN SELECT a.grantee::regrole AS role, a.is_grantable
+             FROM pg_proc p, aclexplode(p.proacl) a
+             WHERE p.oid = old AND a.privilege_type = 'EXECUTE'
+               AND a.grantee <> 0 AND a.grantee <> p.proowner
+    LOOP
+        EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO %s%s', new, g.role,
+                       CASE WHEN g.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END);
+    END LOOP;
+END
+$$;
+
+ALTER FUNCTION webhooks.webhook_create(text, text, text[], boolean)
+    RENAME TO webhook_create_1_0;
+CREATE FUNCTION webhooks.webhook_create(community_id text, url text,
+                                        events text[],
+                                        is_active boolean DEFAULT true,
+                                        filter jsonpath DEFAULT NULL,
+                                        headers jsonb DEFAULT NULL)
+RETURNS webhooks.webhook_with_secret
+AS 'MODULE_PATHNAME', 'webhooks_create'
+LANGUAGE C VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION webhooks.webhook_create(text, text, text[], boolean, jsonpath, jsonb) IS
+'Register an endpoint; the only call besides webhook_secret and webhook_rotate_secret that shows the secret';
+REVOKE ALL ON FUNCTION webhooks.webhook_create(text, text, text[], boolean, jsonpath, jsonb) FROM PUBLIC;
+SELECT webhooks.copy_execute_grants('webhooks.webhook_create_1_0(text, text, text[], boolean)',
+    'webhooks.webhook_create(text, text, text[], boolean, jsonpath, jsonb)');
+DROP FUNCTION webhooks.webhook_create_1_0(text, text, text[], boolean);
+
+ALTER FUNCTION webhooks.webhook_update(text, uuid, text, text[], boolean)
+    RENAME TO webhook_update_1_0;
+CREATE FUNCTION webhooks.webhook_update(community_id text, id uuid,
+                                        url text DEFAULT NULL,
+                                        events text[] DEFAULT NULL,
+                                        is_active boolean DEFAULT NULL,
+                                        filter jsonpath DEFAULT NULL,
+                                        headers jsonb DEFAULT NULL)
+RETURNS webhooks.webhook
+AS 'MODULE_PATHNAME', 'webhooks_update'
+LANGUAGE C VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION webhooks.webhook_update(text, uuid, text, text[], boolean, jsonpath, jsonb) IS
+'Change any subset of url, events, is_active, filter, headers; NULL leaves a field as it is';
+REVOKE ALL ON FUNCTION webhooks.webhook_update(text, uuid, text, text[], boolean, jsonpath, jsonb) FROM PUBLIC;
+SELECT webhooks.copy_execute_grants('webhooks.webhook_update_1_0(text, uuid, text, text[], boolean)',
+    'webhooks.webhook_update(text, uuid, text, text[], boolean, jsonpath, jsonb)');
+DROP FUNCTION webhooks.webhook_update_1_0(text, uuid, text, text[], boolean);
+DROP FUNCTION webhooks.copy_execute_grants(regprocedure, regprocedure);
+
+CREATE FUNCTION webhooks.webhook_rotate_secret(community_id text, id uuid,
+                                               overlap interval DEFAULT '24 hours')
+RETURNS text
+AS 'MODULE_PATHNAME', 'webhooks_rotate_secret'
+LANGUAGE C VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION webhooks.webhook_rotate_secret(text, uuid, interval) IS
+'A new signing secret at once; requests are signed with the old one too for the overlap';
+REVOKE ALL ON FUNCTION webhooks.webhook_rotate_secret(text, uuid, interval) FROM PUBLIC;
+
+CREATE TYPE webhooks.webhook_stats AS (
+    pending          bigint,
+    failed           bigint,
+    last_success_at  timestamptz,
+    last_failure_at  timestamptz,
+    failing_since    timestamptz,
+    attempts_24h     bigint,
+    success_rate_24h numeric,
+    p50_ms_24h       int,
+    p95_ms_24h       int
+);
+COMMENT ON TYPE webhooks.webhook_stats IS 'One webhook''s health, as webhook_stats returns it';
+
+CREATE FUNCTION webhooks.webhook_stats(community_id text, id uuid)
+RETURNS webhooks.webhook_stats
+AS 'MODULE_PATHNAME', 'webhooks_stats'
+LANGUAGE C STABLE PARALLEL SAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION webhooks.webhook_stats(text, uuid) IS
+'A webhook''s health: queue, last success and failure, and the last 24 hours'' attempts';
+REVOKE ALL ON FUNCTION webhooks.webhook_stats(text, uuid) FROM PUBLIC;
+
+/*
+ * Metrics for an operator's exporter (postgres_exporter, sql_exporter):
+ * counters the worker keeps (never counted from the log, so a scrape costs
+ * the same at any log size) and the queue as it is now.  Granted to
+ * pg_monitor; they show ids, never URLs, secrets or headers.
+ */
+CREATE VIEW webhooks.metrics AS
+SELECT w.community_id,
+       w.id AS webhook_id,
+       w.is_active,
+       coalesce(h.delivered, 0) AS delivered_total,
+       coalesce(h.failed_attempts, 0) AS failed_attempts_total,
+       coalesce(h.retries, 0) AS retries_total,
+       coalesce(h.gave_up, 0) AS gave_up_total,
+       coalesce(h.disabled, 0) AS disabled_total,
+       coalesce(q.pending, 0) AS pending,
+       coalesce(q.in_flight, 0) AS in_flight,
+       coalesce(extract(epoch FROM now() - q.oldest), 0)::float8
+           AS oldest_pending_seconds
+FROM webhooks.webhooks w
+LEFT JOIN webhooks.webhook_health h ON h.webhook_id = w.id
+LEFT JOIN (
+    SELECT d.webhook_id,
+           count(*) FILTER (WHERE d.state = 'pending') AS pending,
+           count(*) FILTER (WHERE d.state = 'sending') AS in_flight,
+           min(d.emitted_at) FILTER (WHERE d.state <> 'failed') AS oldest
+    FROM webhooks.deliveries d
+    GROUP BY d.webhook_id) q ON q.webhook_id = w.id;
+COMMENT ON VIEW webhooks.metrics IS
+'Per webhook: counters kept by the worker (delivered, failed attempts, retries, given up, disabled) and its queue now';
+
+CREATE VIEW webhooks.metrics_total AS
+SELECT count(*) AS webhooks,
+       count(*) FILTER (WHERE is_active) AS active_webhooks,
+       coalesce(sum(delivered_total), 0)::bigint AS delivered_total,
+       coalesce(sum(failed_attempts_total), 0)::bigint AS failed_attempts_total,
+       coalesce(sum(retries_total), 0)::bigint AS retries_total,
+       coalesce(sum(gave_up_total), 0)::bigint AS gave_up_total,
+       coalesce(sum(disabled_total), 0)::bigint AS disabled_total,
+       coalesce(sum(pending), 0)::bigint AS pending,
+       coalesce(sum(in_flight), 0)::bigint AS in_flight,
+       coalesce(max(oldest_pending_seconds), 0) AS oldest_pending_seconds
+FROM webhooks.metrics;
+COMMENT ON VIEW webhooks.metrics_total IS
+'The sums of webhooks.metrics: one row for the whole installation';
+
+REVOKE ALL ON webhooks.metrics, webhooks.metrics_total FROM PUBLIC;
+GRANT USAGE ON SCHEMA webhooks TO pg_monitor;
+GRANT SELECT ON webhooks.metrics, webhooks.metrics_total TO pg_monitor;
+REVOKE ALL ON webhooks.webhook_health FROM PUBLIC;

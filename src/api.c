@@ -17,8 +17,13 @@
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "funcapi.h"
+#include "catalog/namespace.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/lsyscache.h"
+#include "utils/jsonb.h"
+#include "utils/jsonpath.h"
+#include "utils/timestamp.h"
 #include "utils/xid8.h"
 
 #include "webhooks.h"
@@ -33,11 +38,34 @@ PG_FUNCTION_INFO_V1(webhooks_logs);
 PG_FUNCTION_INFO_V1(webhooks_event_get);
 PG_FUNCTION_INFO_V1(webhooks_replay);
 PG_FUNCTION_INFO_V1(webhooks_recover);
+PG_FUNCTION_INFO_V1(webhooks_rotate_secret);
+PG_FUNCTION_INFO_V1(webhooks_stats);
 
 #define WEBHOOK_COLUMNS \
+	"id, community_id, url, events, is_active, created_at, updated_at, " \
+	"filter, headers, disabled_reason, disabled_at"
+
+/* 1.0's columns, for databases whose extension is not updated yet */
+#define WEBHOOK_COLUMNS_1_0 \
 	"id, community_id, url, events, is_active, created_at, updated_at"
 
 #define LOGS_MAX_PER_PAGE 50
+
+/*
+ * Whether the database's webhooks table has 1.1's columns: this library
+ * also serves a database whose extension is still 1.0 (until ALTER
+ * EXTENSION webhooks UPDATE), whose functions return 1.0's row types.
+ */
+static bool
+schema_is_1_1(void)
+{
+	Oid			nsp = get_namespace_oid("webhooks", false);
+	Oid			rel = get_relname_relid("webhooks", nsp);
+
+	return OidIsValid(rel) && get_attnum(rel, "headers") != InvalidAttrNumber;
+}
+
+#define COLUMNS() (schema_is_1_1() ? WEBHOOK_COLUMNS : WEBHOOK_COLUMNS_1_0)
 
 /* Run one query with arguments; raise on anything but the expected code. */
 static void
@@ -107,12 +135,13 @@ webhooks_raise_not_found(const char *community_id, pg_uuid_t *id)
 }
 
 /*
- * Look up a webhook's URL and secret (palloc'd in the caller's context).
- * Returns false if the community has no such webhook.
+ * Look up what a request to a webhook needs (palloc'd in the caller's
+ * context): its URL, its secret, the previous secret while a rotation's
+ * overlap lasts (else NULL) and its extra headers as "name: value" lines
+ * (else NULL).  Returns false if the community has no such webhook.
  */
 bool
-webhooks_lookup(const char *community_id, pg_uuid_t *id, char **url,
-				char **secret)
+webhooks_lookup(const char *community_id, pg_uuid_t *id, WebhookTarget *target)
 {
 	Oid			types[2] = {TEXTOID, UUIDOID};
 	Datum		values[2] = {CStringGetTextDatum(community_id),
@@ -121,7 +150,12 @@ webhooks_lookup(const char *community_id, pg_uuid_t *id, char **url,
 	bool		found;
 
 	SPI_connect();
-	run_query("SELECT url, secret FROM webhooks.webhooks "
+	run_query(schema_is_1_1() ?
+			  "SELECT url, secret, " WEBHOOKS_PREVIOUS_SECRET_SQL("w") ", "
+			  WEBHOOKS_HEADER_LINES_SQL("w") " FROM webhooks.webhooks w "
+			  "WHERE community_id OPERATOR(pg_catalog.=) $1 "
+			  "AND id OPERATOR(pg_catalog.=) $2" :
+			  "SELECT url, secret, NULL, NULL FROM webhooks.webhooks w "
 			  "WHERE community_id OPERATOR(pg_catalog.=) $1 "
 			  "AND id OPERATOR(pg_catalog.=) $2",
 			  2, types, values, NULL, true, SPI_OK_SELECT);
@@ -129,9 +163,13 @@ webhooks_lookup(const char *community_id, pg_uuid_t *id, char **url,
 	if (found)
 	{
 		MemoryContext old = MemoryContextSwitchTo(caller);
+		HeapTuple	tup = SPI_tuptable->vals[0];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
 
-		*url = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
-		*secret = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2);
+		target->url = SPI_getvalue(tup, desc, 1);
+		target->secret = SPI_getvalue(tup, desc, 2);
+		target->previous_secret = SPI_getvalue(tup, desc, 3);
+		target->header_lines = SPI_getvalue(tup, desc, 4);
 		MemoryContextSwitchTo(old);
 	}
 	SPI_finish();
@@ -149,7 +187,26 @@ check_is_active(FunctionCallInfo fcinfo, int argno)
 	return PG_GETARG_BOOL(argno);
 }
 
-/* SQL: webhook_create(community_id, url, events, is_active) */
+/*
+ * The filter argument: NULL, or a path; "$" (every payload matches) is
+ * stored as no filter.
+ */
+static Datum
+filter_arg(FunctionCallInfo fcinfo, int argno, bool *isnull)
+{
+	Datum		filter;
+
+	*isnull = PG_ARGISNULL(argno);
+	if (*isnull)
+		return (Datum) 0;
+	filter = PG_GETARG_DATUM(argno);
+	if (strcmp(DatumGetCString(DirectFunctionCall1(jsonpath_out, filter)),
+			   "$") == 0)
+		*isnull = true;
+	return filter;
+}
+
+/* SQL: webhook_create(community_id, url, events, is_active, filter, headers) */
 Datum
 webhooks_create(PG_FUNCTION_ARGS)
 {
@@ -158,8 +215,14 @@ webhooks_create(PG_FUNCTION_ARGS)
 	ArrayType  *events = check_events(PG_ARGISNULL(2) ? NULL :
 									  PG_GETARG_ARRAYTYPE_P(2));
 	bool		is_active = check_is_active(fcinfo, 3);
-	Oid			types[5] = {TEXTOID, TEXTOID, TEXTARRAYOID, BOOLOID, TEXTOID};
-	Datum		values[5];
+	bool		v1_1 = PG_NARGS() > 5;	/* else 1.0's declaration */
+	Jsonb	   *headers = (!v1_1 || PG_ARGISNULL(5)) ? NULL :
+		check_headers(PG_GETARG_JSONB_P(5));
+	Oid			types[7] = {TEXTOID, TEXTOID, TEXTARRAYOID, BOOLOID, TEXTOID,
+	JSONPATHOID, JSONBOID};
+	Datum		values[7];
+	char		nulls[7] = {' ', ' ', ' ', ' ', ' ', ' ', ' '};
+	bool		isnull;
 	MemoryContext caller = CurrentMemoryContext;
 	Datum		result;
 
@@ -168,14 +231,27 @@ webhooks_create(PG_FUNCTION_ARGS)
 	values[2] = PointerGetDatum(events);
 	values[3] = BoolGetDatum(is_active);
 	values[4] = CStringGetTextDatum(webhooks_new_secret());
+	values[5] = v1_1 ? filter_arg(fcinfo, 4, &isnull) : (Datum) 0;
+	nulls[5] = (!v1_1 || isnull) ? 'n' : ' ';
+	values[6] = JsonbPGetDatum(headers);
+	nulls[6] = headers == NULL ? 'n' : ' ';
 
 	SPI_connect();
-	run_query("INSERT INTO webhooks.webhooks "
-			  "(community_id, url, events, is_active, secret) "
-			  "VALUES ($1, $2, $3, $4, $5) "
-			  "RETURNING id, community_id, url, events, is_active, secret, "
-			  "created_at, updated_at",
-			  5, types, values, NULL, false, SPI_OK_INSERT_RETURNING);
+	if (v1_1)
+		run_query("INSERT INTO webhooks.webhooks "
+				  "(community_id, url, events, is_active, secret, filter, headers) "
+				  "VALUES ($1, $2, $3, $4, $5, $6, $7) "
+				  "RETURNING id, community_id, url, events, is_active, secret, "
+				  "created_at, updated_at, filter, headers, disabled_reason, "
+				  "disabled_at",
+				  7, types, values, nulls, false, SPI_OK_INSERT_RETURNING);
+	else
+		run_query("INSERT INTO webhooks.webhooks "
+				  "(community_id, url, events, is_active, secret) "
+				  "VALUES ($1, $2, $3, $4, $5) "
+				  "RETURNING id, community_id, url, events, is_active, secret, "
+				  "created_at, updated_at",
+				  5, types, values, nulls, false, SPI_OK_INSERT_RETURNING);
 	result = first_row_as_result(fcinfo, caller);
 	SPI_finish();
 	PG_RETURN_DATUM(result);
@@ -191,9 +267,9 @@ webhooks_list(PG_FUNCTION_ARGS)
 
 	InitMaterializedSRF(fcinfo, 0);
 	SPI_connect();
-	run_query("SELECT " WEBHOOK_COLUMNS " FROM webhooks.webhooks "
-			  "WHERE community_id OPERATOR(pg_catalog.=) $1 "
-			  "ORDER BY created_at, id",
+	run_query(psprintf("SELECT %s FROM webhooks.webhooks "
+					   "WHERE community_id OPERATOR(pg_catalog.=) $1 "
+					   "ORDER BY created_at, id", COLUMNS()),
 			  1, types, values, NULL, true, SPI_OK_SELECT);
 	all_rows_as_result_set(fcinfo);
 	SPI_finish();
@@ -213,9 +289,9 @@ webhooks_get(PG_FUNCTION_ARGS)
 	Datum		result;
 
 	SPI_connect();
-	run_query("SELECT " WEBHOOK_COLUMNS " FROM webhooks.webhooks "
-			  "WHERE community_id OPERATOR(pg_catalog.=) $1 "
-			  "AND id OPERATOR(pg_catalog.=) $2",
+	run_query(psprintf("SELECT %s FROM webhooks.webhooks "
+					   "WHERE community_id OPERATOR(pg_catalog.=) $1 "
+					   "AND id OPERATOR(pg_catalog.=) $2", COLUMNS()),
 			  2, types, values, NULL, true, SPI_OK_SELECT);
 	if (SPI_processed == 0)
 		webhooks_raise_not_found(community_id, id);
@@ -225,23 +301,30 @@ webhooks_get(PG_FUNCTION_ARGS)
 }
 
 /*
- * SQL: webhook_update(community_id, id, url, events, is_active)
+ * SQL: webhook_update(community_id, id, url, events, is_active, filter,
+ *                     headers)
  *
- * Any subset of the three fields; NULL leaves a field as it is.  When a
- * webhook is deactivated, its pending deliveries are marked failed at once
- * (they stay visible and are not sent); attempts already in flight finish.
+ * Any subset of the fields; NULL leaves a field as it is ('{}' removes the
+ * headers, '$' the filter).  Setting is_active either way is a person's
+ * decision: it clears why the worker switched the webhook off, and
+ * activating starts its failing span (webhooks.disable_after) afresh.
+ * When a webhook is deactivated, its pending deliveries are marked failed
+ * at once (they stay visible and are not sent); attempts already in
+ * flight finish.
  */
 Datum
 webhooks_update(PG_FUNCTION_ARGS)
 {
 	char	   *community_id = check_community_id(fcinfo, 0);
 	pg_uuid_t  *id = check_webhook_id(fcinfo, 1);
-	Oid			types[5] = {TEXTOID, UUIDOID, TEXTOID, TEXTARRAYOID, BOOLOID};
-	Datum		values[5];
-	char		nulls[5] = {' ', ' ', 'n', 'n', 'n'};
+	Oid			types[8] = {TEXTOID, UUIDOID, TEXTOID, TEXTARRAYOID, BOOLOID,
+	JSONPATHOID, JSONBOID, BOOLOID};
+	Datum		values[8];
+	char		nulls[8] = {' ', ' ', 'n', 'n', 'n', 'n', 'n', ' '};
 	MemoryContext caller = CurrentMemoryContext;
 	Datum		result;
 	bool		any_change = false;
+	bool		v1_1 = PG_NARGS() > 6;	/* else 1.0's declaration */
 
 	values[0] = CStringGetTextDatum(community_id);
 	values[1] = UUIDPGetDatum(id);
@@ -263,14 +346,30 @@ webhooks_update(PG_FUNCTION_ARGS)
 		nulls[4] = ' ';
 		any_change = true;
 	}
+	if (v1_1 && !PG_ARGISNULL(5))
+	{
+		values[5] = PG_GETARG_DATUM(5);
+		nulls[5] = ' ';
+		any_change = true;
+	}
+	/* $7: whether headers are given; $6 NULL then removes them */
+	values[7] = BoolGetDatum(v1_1 && !PG_ARGISNULL(6));
+	if (v1_1 && !PG_ARGISNULL(6))
+	{
+		Jsonb	   *headers = check_headers(PG_GETARG_JSONB_P(6));
+
+		values[6] = JsonbPGetDatum(headers);
+		nulls[6] = headers == NULL ? 'n' : ' ';
+		any_change = true;
+	}
 
 	SPI_connect();
 	if (!any_change)
-		run_query("SELECT " WEBHOOK_COLUMNS " FROM webhooks.webhooks "
-				  "WHERE community_id OPERATOR(pg_catalog.=) $1 "
-				  "AND id OPERATOR(pg_catalog.=) $2",
+		run_query(psprintf("SELECT %s FROM webhooks.webhooks "
+						   "WHERE community_id OPERATOR(pg_catalog.=) $1 "
+						   "AND id OPERATOR(pg_catalog.=) $2", COLUMNS()),
 				  2, types, values, NULL, true, SPI_OK_SELECT);
-	else
+	else if (!v1_1)
 		run_query("UPDATE webhooks.webhooks SET "
 				  "url = COALESCE($3, url), "
 				  "events = COALESCE($4, events), "
@@ -278,8 +377,26 @@ webhooks_update(PG_FUNCTION_ARGS)
 				  "updated_at = pg_catalog.now() "
 				  "WHERE community_id OPERATOR(pg_catalog.=) $1 "
 				  "AND id OPERATOR(pg_catalog.=) $2 "
-				  "RETURNING " WEBHOOK_COLUMNS,
+				  "RETURNING " WEBHOOK_COLUMNS_1_0,
 				  5, types, values, nulls, false, SPI_OK_UPDATE_RETURNING);
+	else
+		run_query("UPDATE webhooks.webhooks SET "
+				  "url = COALESCE($3, url), "
+				  "events = COALESCE($4, events), "
+				  "active_since = CASE WHEN $5 AND NOT is_active "
+				  "  THEN pg_catalog.now() ELSE active_since END, "
+				  "is_active = COALESCE($5, is_active), "
+				  "disabled_reason = CASE WHEN $5 IS NULL "
+				  "  THEN disabled_reason END, "
+				  "disabled_at = CASE WHEN $5 IS NULL THEN disabled_at END, "
+				  "filter = CASE WHEN $6 IS NULL THEN filter "
+				  "  WHEN $6::text = '$' THEN NULL ELSE $6 END, "
+				  "headers = CASE WHEN $8 THEN $7 ELSE headers END, "
+				  "updated_at = pg_catalog.now() "
+				  "WHERE community_id OPERATOR(pg_catalog.=) $1 "
+				  "AND id OPERATOR(pg_catalog.=) $2 "
+				  "RETURNING " WEBHOOK_COLUMNS,
+				  8, types, values, nulls, false, SPI_OK_UPDATE_RETURNING);
 	if (SPI_processed == 0)
 		webhooks_raise_not_found(community_id, id);
 	result = first_row_as_result(fcinfo, caller);
@@ -333,12 +450,11 @@ webhooks_secret(PG_FUNCTION_ARGS)
 {
 	char	   *community_id = check_community_id(fcinfo, 0);
 	pg_uuid_t  *id = check_webhook_id(fcinfo, 1);
-	char	   *url;
-	char	   *secret;
+	WebhookTarget target;
 
-	if (!webhooks_lookup(community_id, id, &url, &secret))
+	if (!webhooks_lookup(community_id, id, &target))
 		webhooks_raise_not_found(community_id, id);
-	PG_RETURN_TEXT_P(cstring_to_text(secret));
+	PG_RETURN_TEXT_P(cstring_to_text(target.secret));
 }
 
 /* SQL: webhook_logs(community_id, id, page, per_page), newest first */
@@ -351,8 +467,7 @@ webhooks_logs(PG_FUNCTION_ARGS)
 	int32		per_page;
 	Oid			types[3] = {UUIDOID, INT4OID, INT8OID};
 	Datum		values[3];
-	char	   *url;
-	char	   *secret;
+	WebhookTarget target;
 
 	if (PG_ARGISNULL(2) || PG_ARGISNULL(3))
 		ereport(ERROR,
@@ -371,7 +486,7 @@ webhooks_logs(PG_FUNCTION_ARGS)
 				 errmsg("per_page must be between 1 and %d, not %d",
 						LOGS_MAX_PER_PAGE, per_page)));
 
-	if (!webhooks_lookup(community_id, id, &url, &secret))
+	if (!webhooks_lookup(community_id, id, &target))
 		webhooks_raise_not_found(community_id, id);
 
 	values[0] = UUIDPGetDatum(id);
@@ -581,4 +696,105 @@ webhooks_recover(PG_FUNCTION_ARGS)
 	if (recovered > 0)
 		webhooks_wake_worker_at_commit();
 	PG_RETURN_INT64(recovered);
+}
+
+/*
+ * SQL: webhook_rotate_secret(community_id, id, overlap) -> the new secret
+ *
+ * The new secret signs from now on.  For the overlap, the replaced one
+ * signs too (second in webhook-signature), so a receiver can move to the
+ * new secret at its own pace; a rotation within the overlap drops the
+ * oldest.  A zero overlap drops the old secret at once.
+ */
+Datum
+webhooks_rotate_secret(PG_FUNCTION_ARGS)
+{
+	char	   *community_id = check_community_id(fcinfo, 0);
+	pg_uuid_t  *id = check_webhook_id(fcinfo, 1);
+	Interval	zero = {0, 0, 0};
+	Oid			types[4] = {TEXTOID, UUIDOID, INTERVALOID, TEXTOID};
+	Datum		values[4];
+	char	   *secret = webhooks_new_secret();
+
+	if (PG_ARGISNULL(2))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("overlap must not be null"),
+				 errhint("Pass '0' to stop signing with the old secret at once.")));
+	if (DatumGetBool(DirectFunctionCall2(interval_lt, PG_GETARG_DATUM(2),
+										 IntervalPGetDatum(&zero))))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("overlap must not be negative")));
+
+	values[0] = CStringGetTextDatum(community_id);
+	values[1] = UUIDPGetDatum(id);
+	values[2] = PG_GETARG_DATUM(2);
+	values[3] = CStringGetTextDatum(secret);
+
+	SPI_connect();
+	run_query("UPDATE webhooks.webhooks SET "
+			  "previous_secret = CASE WHEN $3 > '0' THEN secret END, "
+			  "previous_secret_until = CASE WHEN $3 > '0' "
+			  "  THEN pg_catalog.now() + $3 END, "
+			  "secret = $4, updated_at = pg_catalog.now() "
+			  "WHERE community_id OPERATOR(pg_catalog.=) $1 "
+			  "AND id OPERATOR(pg_catalog.=) $2",
+			  4, types, values, NULL, false, SPI_OK_UPDATE);
+	if (SPI_processed == 0)
+		webhooks_raise_not_found(community_id, id);
+	SPI_finish();
+	PG_RETURN_TEXT_P(cstring_to_text(secret));
+}
+
+/*
+ * SQL: webhook_stats(community_id, id)
+ *
+ * The queue's rows of the webhook (one index), the health row the worker
+ * keeps, and the last 24 hours of its log (an index range per day's
+ * partition).  Test pings are left out of the 24 hours' figures: they are
+ * not deliveries.
+ */
+Datum
+webhooks_stats(PG_FUNCTION_ARGS)
+{
+	char	   *community_id = check_community_id(fcinfo, 0);
+	pg_uuid_t  *id = check_webhook_id(fcinfo, 1);
+	Oid			types[2] = {TEXTOID, UUIDOID};
+	Datum		values[2] = {CStringGetTextDatum(community_id),
+	UUIDPGetDatum(id)};
+	MemoryContext caller = CurrentMemoryContext;
+	Datum		result;
+
+	SPI_connect();
+	run_query("SELECT q.pending, q.failed, h.last_success_at, "
+			  "  h.last_failure_at, "
+			  "  CASE WHEN h.failing_since >= w.active_since "
+			  "    THEN h.failing_since END, "
+			  "  s.attempts, s.rate, s.p50, s.p95 "
+			  "FROM webhooks.webhooks w "
+			  "LEFT JOIN webhooks.webhook_health h ON h.webhook_id = w.id "
+			  "CROSS JOIN LATERAL ("
+			  "  SELECT count(*) FILTER (WHERE d.state <> 'failed') AS pending, "
+			  "         count(*) FILTER (WHERE d.state = 'failed') AS failed "
+			  "  FROM webhooks.deliveries d WHERE d.webhook_id = w.id) q "
+			  "CROSS JOIN LATERAL ("
+			  "  SELECT count(*) AS attempts, "
+			  "    round(avg(CASE WHEN a.error IS NULL THEN 1 ELSE 0 END), 4) "
+			  "      AS rate, "
+			  "    percentile_disc(0.5) WITHIN GROUP "
+			  "      (ORDER BY a.response_time_ms) AS p50, "
+			  "    percentile_disc(0.95) WITHIN GROUP "
+			  "      (ORDER BY a.response_time_ms) AS p95 "
+			  "  FROM webhooks.delivery_attempts a "
+			  "  WHERE a.webhook_id = w.id "
+			  "    AND a.created_at >= pg_catalog.now() - interval '24 hours' "
+			  "    AND a.event <> 'test.ping') s "
+			  "WHERE w.community_id = $1 AND w.id = $2",
+			  2, types, values, NULL, true, SPI_OK_SELECT);
+	if (SPI_processed == 0)
+		webhooks_raise_not_found(community_id, id);
+	result = first_row_as_result(fcinfo, caller);
+	SPI_finish();
+	PG_RETURN_DATUM(result);
 }

@@ -128,8 +128,8 @@ function_owner(FunctionCallInfo fcinfo, bool builds_payload)
 }
 
 /* 1.1: append the event; false if its type is unknown. */
-static bool
-append_event(pg_uuid_t *event_id, const char *community_id,
+bool
+webhooks_append_event(pg_uuid_t *event_id, const char *community_id,
 			 const char *event, Datum payload)
 {
 	Oid			argtypes[7] = {UUIDOID, TEXTOID, TEXTOID, JSONBOID,
@@ -207,7 +207,7 @@ emit_event(EmitLayout layout, Oid owner, const char *community_id,
 						   SECURITY_RESTRICTED_OPERATION);
 	SPI_connect();
 	if (layout == EMIT_1_1)
-		known = append_event(event_id, community_id, event, payload);
+		known = webhooks_append_event(event_id, community_id, event, payload);
 	else
 		known = queue_deliveries_1_0(event_id, community_id, event, payload);
 	SPI_finish();

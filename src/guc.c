@@ -32,6 +32,7 @@ int			webhooks_batch_size = 500;
 int			webhooks_log_retention_s = 30 * 24 * 3600;
 int			webhooks_max_payload_size = 1024 * 1024;
 int			webhooks_max_bytes_in_flight_kb = 64 * 1024;
+int			webhooks_disable_after_s = 5 * 24 * 3600;
 
 /* The parsed retry schedule: delays in ms before attempts 2, 3, ... */
 typedef struct RetrySchedule
@@ -260,6 +261,17 @@ webhooks_define_gucs(void)
 							NULL,
 							&webhooks_log_retention_s,
 							30 * 24 * 3600,
+							0,
+							INT_MAX,
+							PGC_SIGHUP,
+							GUC_UNIT_S,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("webhooks.disable_after",
+							"Deactivate a webhook whose attempts have all failed for this long; 0 never does.",
+							"Failures at both ends of the span, no success in between; a webhook.disabled event says so.",
+							&webhooks_disable_after_s,
+							5 * 24 * 3600,
 							0,
 							INT_MAX,
 							PGC_SIGHUP,

@@ -241,11 +241,32 @@ fill_request(WebhookRequest *req, const WebhookMessage *msg)
 	req->headers = curl_slist_append(req->headers,
 									 psprintf("webhook-timestamp: " INT64_FORMAT,
 											  now));
+	/* During a rotation's overlap, the old secret signs too, second. */
+	if (msg->previous_secret != NULL)
+	{
+		char	   *previous = webhooks_sign(msg->previous_secret,
+											 msg->event_id, now, req->body,
+											 req->body_len);
+
+		if (previous != NULL)
+			signature = psprintf("%s %s", signature, previous);
+	}
 	req->headers = curl_slist_append(req->headers,
 									 psprintf("webhook-signature: %s",
 											  signature));
 	/* Never wait for "100 Continue": it costs a round trip, or a second. */
 	req->headers = curl_slist_append(req->headers, "Expect:");
+	/* The webhook's own headers, one "name: value" per line (checked). */
+	if (msg->header_lines != NULL)
+	{
+		char	   *lines = pstrdup(msg->header_lines);
+		char	   *save = NULL;
+
+		for (char *line = strtok_r(lines, "\n", &save); line != NULL;
+			 line = strtok_r(NULL, "\n", &save))
+			if (req->headers != NULL)
+				req->headers = curl_slist_append(req->headers, line);
+	}
 	if (req->headers == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_OUT_OF_MEMORY),

@@ -24,6 +24,8 @@ typedef struct WebhookMessage
 {
 	const char *url;
 	const char *secret;
+	const char *previous_secret;	/* signs too while a rotation overlaps */
+	const char *header_lines;	/* the webhook's "name: value" lines */
 	const char *event_id;		/* text form of the event's uuid */
 	const char *event;			/* event type, e.g. member.joined */
 	const char *community_id;

@@ -94,12 +94,11 @@ webhooks_test(PG_FUNCTION_ARGS)
 	TupleDesc	resdesc;
 	Datum		values[3];
 	bool		nulls[3] = {false, false, false};
-	char	   *url;
-	char	   *secret;
+	WebhookTarget target;
 
 	if (get_call_result_type(fcinfo, NULL, &resdesc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "return type must be a row type");
-	if (!webhooks_lookup(community_id, id, &url, &secret))
+	if (!webhooks_lookup(community_id, id, &target))
 		webhooks_raise_not_found(community_id, id);
 
 	memset(&record, 0, sizeof(record));
@@ -109,8 +108,10 @@ webhooks_test(PG_FUNCTION_ARGS)
 	record.attempt = 1;
 	record.outcome = OUTCOME_TEST;
 
-	msg.url = url;
-	msg.secret = secret;
+	msg.url = target.url;
+	msg.secret = target.secret;
+	msg.previous_secret = target.previous_secret;
+	msg.header_lines = target.header_lines;
 	msg.event_id = webhooks_uuid_to_cstring(&record.event_id);
 	msg.event = TEST_EVENT;
 	msg.community_id = community_id;

@@ -114,7 +114,9 @@ PENDING_WEBHOOKS
 "       (SELECT e.payload::text FROM webhooks.events e"
 "        WHERE e.txid = u.event_txid AND e.id = u.event_id"
 "          AND e.created_at = u.emitted_at),"
-"       u.emitted_at, u.attempts, w.url, w.secret"
+"       u.emitted_at, u.attempts, w.url, w.secret,"
+"       " WEBHOOKS_PREVIOUS_SECRET_SQL("w") ","
+"       " WEBHOOKS_HEADER_LINES_SQL("w")
 "  FROM u"
 "  LEFT JOIN webhooks.webhooks w ON w.id = u.webhook_id AND w.is_active";
 
@@ -181,7 +183,7 @@ static const char *record_sql =
 "  last_attempt_at = r.created_at,"
 "  last_status = r.status_code,"
 "  last_error = r.error "
-"FROM r WHERE d.id = r.delivery_id AND r.outcome IN ('r', 'f')";
+"FROM r WHERE d.id = r.delivery_id AND r.outcome IN ('r', 'f', 'g')";
 
 /* qsort / bsearch order of int64s */
 static int
@@ -345,6 +347,8 @@ webhooks_queue_claim(int limit, HeldRequests *held, Delivery **deliveries,
 		d->payload = SPI_getvalue(tup, desc, 6);
 		d->url = SPI_getvalue(tup, desc, 9);
 		d->secret = SPI_getvalue(tup, desc, 10);
+		d->previous_secret = SPI_getvalue(tup, desc, 11);
+		d->header_lines = SPI_getvalue(tup, desc, 12);
 		MemoryContextSwitchTo(old);
 	}
 	*deliveries = result;
@@ -542,4 +546,238 @@ webhooks_queue_record(AttemptRecord *records, int n, bool *deferred)
 		elog(ERROR, "could not record attempts: %s",
 			 SPI_result_code_string(ret));
 	return ndeferred;
+}
+
+/*
+ * Health per webhook (webhooks.webhook_health), from a batch of recorded
+ * attempts: one upsert per webhook in the batch, of rows only the worker
+ * writes.  failing_since is the first failure after the last success, and
+ * a failure from before the webhook was last activated does not count.
+ * Returns (in *over, palloc'd) the active webhooks whose failures now span
+ * webhooks.disable_after, with no success between: the caller switches
+ * them off.
+ */
+static const char *health_sql =
+"WITH r AS ("
+"  SELECT * FROM unnest($1::uuid[], $2::timestamptz[], $3::\"char\"[])"
+"    AS r(webhook_id, created_at, outcome)"
+"), agg AS ("
+"  SELECT r.webhook_id,"
+"    max(r.created_at) FILTER (WHERE r.outcome = 'd') AS last_ok,"
+"    max(r.created_at) FILTER (WHERE r.outcome <> 'd') AS last_bad,"
+"    count(*) FILTER (WHERE r.outcome = 'd') AS delivered,"
+"    count(*) FILTER (WHERE r.outcome <> 'd') AS failed,"
+"    count(*) FILTER (WHERE r.outcome = 'r') AS retries,"
+"    count(*) FILTER (WHERE r.outcome IN ('f', 'g')) AS gave_up"
+"  FROM r GROUP BY r.webhook_id"
+"), batch AS ("
+"  SELECT a.*, w.active_since,"
+"    (SELECT min(r.created_at) FROM r"
+"     WHERE r.webhook_id = a.webhook_id AND r.outcome <> 'd'"
+"       AND r.created_at > coalesce(a.last_ok, '-infinity')) AS first_bad"
+"  FROM agg a JOIN webhooks.webhooks w ON w.id = a.webhook_id"
+"), up AS ("
+"  INSERT INTO webhooks.webhook_health AS h (webhook_id, last_success_at,"
+"         last_failure_at, failing_since, delivered, failed_attempts, retries,"
+"         gave_up)"
+"  SELECT b.webhook_id, b.last_ok, b.last_bad, b.first_bad, b.delivered,"
+"         b.failed, b.retries, b.gave_up"
+"  FROM batch b"
+"  ON CONFLICT (webhook_id) DO UPDATE SET"
+"    last_success_at = greatest(h.last_success_at, excluded.last_success_at),"
+"    last_failure_at = greatest(h.last_failure_at, excluded.last_failure_at),"
+"    failing_since = CASE"
+"      WHEN excluded.last_success_at IS NOT NULL THEN excluded.failing_since"
+"      WHEN h.failing_since IS NULL OR h.failing_since < (SELECT b.active_since"
+"           FROM batch b WHERE b.webhook_id = h.webhook_id)"
+"        THEN excluded.failing_since"
+"      ELSE h.failing_since END,"
+"    delivered = h.delivered + excluded.delivered,"
+"    failed_attempts = h.failed_attempts + excluded.failed_attempts,"
+"    retries = h.retries + excluded.retries,"
+"    gave_up = h.gave_up + excluded.gave_up"
+"  RETURNING h.webhook_id, h.failing_since, h.last_failure_at"
+") "
+"SELECT u.webhook_id FROM up u JOIN webhooks.webhooks w"
+"  ON w.id = u.webhook_id AND w.is_active"
+" WHERE $4 > 0 AND u.failing_since >= w.active_since"
+"   AND u.last_failure_at - u.failing_since >= $4 * interval '1 second'";
+
+static SPIPlanPtr health_plan = NULL;
+
+int
+webhooks_queue_health(AttemptRecord *records, int n, bool *deferred,
+					  int disable_after_s, pg_uuid_t **over)
+{
+	Oid			types[4] = {UUIDARRAYOID, TIMESTAMPTZARRAYOID,
+	get_array_type(CHAROID), INT4OID};
+	Datum		args[4];
+	pg_uuid_t  *ids = palloc(sizeof(pg_uuid_t) * Max(n, 1));
+	Datum	   *started = palloc(sizeof(Datum) * Max(n, 1));
+	Datum	   *outcome = palloc(sizeof(Datum) * Max(n, 1));
+	pg_uuid_t  *result;
+	int			m = 0;
+	int			ret;
+
+	*over = NULL;
+	for (int i = 0; i < n; i++)
+	{
+		if (deferred[i] || records[i].outcome == OUTCOME_TEST)
+			continue;
+		ids[m] = records[i].webhook_id;
+		started[m] = TimestampTzGetDatum(records[i].started_at);
+		outcome[m] = CharGetDatum((char) records[i].outcome);
+		m++;
+	}
+	if (m == 0)
+		return 0;
+	args[0] = uuid_array(ids, m);
+	args[1] = make_array(started, NULL, m, TIMESTAMPTZOID);
+	args[2] = make_array(outcome, NULL, m, CHAROID);
+	args[3] = Int32GetDatum(disable_after_s);
+	ret = SPI_execute_plan(webhooks_prepare_once(&health_plan, health_sql, 4,
+												 types),
+						   args, NULL, false, 0);
+	if (ret != SPI_OK_SELECT)
+		elog(ERROR, "could not record webhook health: %s",
+			 SPI_result_code_string(ret));
+	result = palloc(sizeof(pg_uuid_t) * Max(SPI_processed, 1));
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		bool		isnull;
+
+		result[i] = *DatumGetUUIDP(SPI_getbinval(SPI_tuptable->vals[i],
+												 SPI_tuptable->tupdesc, 1,
+												 &isnull));
+	}
+	*over = result;
+	return (int) SPI_processed;
+}
+
+/*
+ * Switch webhooks off, the worker's way: inactive, with the reason and
+ * time, their pending deliveries failed, counted in their health row, and
+ * a webhook.disabled event emitted in their community (delivered to its
+ * other subscribed webhooks).  A webhook an application's transaction
+ * holds is skipped, never waited for; still_active[i] is set for each such
+ * one, which the caller tries again later.  Returns how many were
+ * switched off.
+ */
+static const char *disable_sql =
+"WITH c AS ("
+"  SELECT * FROM unnest($1::uuid[], $2::text[]) AS c(id, reason)"
+"), l AS ("
+"  SELECT w.id FROM webhooks.webhooks w"
+"  WHERE w.id = ANY ($1) AND w.is_active"
+"  ORDER BY w.id FOR UPDATE SKIP LOCKED"
+"), off AS ("
+"  UPDATE webhooks.webhooks w SET is_active = false, disabled_reason = c.reason,"
+"         disabled_at = now(), updated_at = now()"
+"  FROM l JOIN c ON c.id = l.id WHERE w.id = l.id"
+"  RETURNING w.id, w.community_id, w.url, c.reason"
+"), counted AS ("
+"  UPDATE webhooks.webhook_health h SET disabled = h.disabled + 1"
+"  FROM off WHERE h.webhook_id = off.id"
+"), failed AS ("
+"  UPDATE webhooks.deliveries d"
+"  SET state = 'failed', last_error = 'webhook disabled: ' || off.reason"
+"  FROM off WHERE d.webhook_id = off.id AND d.id IN ("
+"    SELECT p.id FROM webhooks.deliveries p"
+"    WHERE p.webhook_id IN (SELECT id FROM off) AND p.state = 'pending'"
+"    ORDER BY p.id FOR UPDATE SKIP LOCKED)"
+") "
+"SELECT off.id, off.community_id,"
+"       jsonb_build_object('webhook_id', off.id, 'url', off.url,"
+"                          'reason', off.reason)"
+"FROM off";
+
+static const char *still_active_sql =
+"SELECT id FROM webhooks.webhooks WHERE id = ANY ($1) AND is_active";
+
+static SPIPlanPtr disable_plan = NULL;
+static SPIPlanPtr still_active_plan = NULL;
+
+int
+webhooks_queue_disable(pg_uuid_t *ids, char **reasons, int n,
+					   bool *still_active)
+{
+	Oid			types[2] = {UUIDARRAYOID, TEXTARRAYOID};
+	Datum		args[2];
+	Datum	   *texts = palloc(sizeof(Datum) * Max(n, 1));
+	SPITupleTable *off;
+	uint64		noff;
+	int			ret;
+
+	memset(still_active, 0, sizeof(bool) * n);
+	if (n == 0)
+		return 0;
+	for (int i = 0; i < n; i++)
+		texts[i] = CStringGetTextDatum(reasons[i]);
+	args[0] = uuid_array(ids, n);
+	args[1] = make_array(texts, NULL, n, TEXTOID);
+	ret = SPI_execute_plan(webhooks_prepare_once(&disable_plan, disable_sql, 2,
+												 types),
+						   args, NULL, false, 0);
+	if (ret != SPI_OK_SELECT)
+		elog(ERROR, "could not disable webhooks: %s",
+			 SPI_result_code_string(ret));
+	off = SPI_tuptable;
+	noff = SPI_processed;
+
+	for (uint64 i = 0; i < noff; i++)
+	{
+		bool		isnull;
+		pg_uuid_t  *id = DatumGetUUIDP(SPI_getbinval(off->vals[i], off->tupdesc,
+													 1, &isnull));
+		char	   *community_id = SPI_getvalue(off->vals[i], off->tupdesc, 2);
+		Datum		payload = SPI_getbinval(off->vals[i], off->tupdesc, 3,
+											&isnull);
+		pg_uuid_t	event_id;
+
+		ereport(LOG,
+				(errmsg("webhooks: webhook %s of community \"%s\" was disabled",
+						webhooks_uuid_to_cstring(id), community_id)));
+		if (!webhooks_append_event(&event_id, community_id,
+								   WEBHOOKS_DISABLED_EVENT, payload))
+			ereport(WARNING,
+					(errmsg("webhooks: event type \"%s\" is missing; no event announces the disabled webhook",
+							WEBHOOKS_DISABLED_EVENT)));
+	}
+
+	/* the rest: done already (inactive or deleted), or held by someone */
+	if ((int) noff < n)
+	{
+		ret = SPI_execute_plan(webhooks_prepare_once(&still_active_plan,
+													 still_active_sql, 1,
+													 types),
+							   args, NULL, true, 0);
+		if (ret != SPI_OK_SELECT)
+			elog(ERROR, "could not look up webhooks: %s",
+				 SPI_result_code_string(ret));
+		for (uint64 j = 0; j < SPI_processed; j++)
+		{
+			bool		isnull;
+			pg_uuid_t  *id = DatumGetUUIDP(SPI_getbinval(SPI_tuptable->vals[j],
+														 SPI_tuptable->tupdesc,
+														 1, &isnull));
+
+			for (int i = 0; i < n; i++)
+				if (memcmp(&ids[i], id, sizeof(pg_uuid_t)) == 0)
+					still_active[i] = true;
+		}
+	}
+	return (int) noff;
+}
+
+/* Health rows of webhooks deleted since (no foreign key removes them). */
+void
+webhooks_queue_forget_deleted(void)
+{
+	int			ret = SPI_execute("DELETE FROM webhooks.webhook_health h"
+								  " WHERE NOT EXISTS (SELECT 1 FROM webhooks.webhooks w"
+								  " WHERE w.id = h.webhook_id)", false, 0);
+
+	if (ret != SPI_OK_DELETE)
+		elog(ERROR, "could not forget deleted webhooks: %s",
+			 SPI_result_code_string(ret));
 }

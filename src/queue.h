@@ -26,6 +26,8 @@ typedef struct Delivery
 	int			attempts;		/* attempts made before this one */
 	char	   *url;			/* NULL if the webhook is gone or inactive */
 	char	   *secret;
+	char	   *previous_secret;	/* while a rotation's overlap lasts */
+	char	   *header_lines;	/* the webhook's own headers, or NULL */
 } Delivery;
 
 /* What became of a delivery after an attempt. */
@@ -34,6 +36,8 @@ typedef enum AttemptOutcome
 	OUTCOME_DELIVERED = 'd',	/* 2xx: the delivery is done */
 	OUTCOME_RETRY = 'r',		/* failed; try again at next_attempt_at */
 	OUTCOME_FAILED = 'f',		/* failed for good */
+	OUTCOME_GONE = 'g',			/* 410 Gone: failed, and the webhook is
+								 * switched off */
 	OUTCOME_TEST = 't'			/* a webhook_test ping: log only */
 } AttemptOutcome;
 
@@ -80,6 +84,12 @@ extern int	webhooks_queue_claim(int limit, HeldRequests *held,
 extern bool webhooks_queue_next_due(HeldRequests *held, TimestampTz *due);
 extern int	webhooks_queue_record(AttemptRecord *records, int n,
 								  bool *deferred);
+
+extern int	webhooks_queue_health(AttemptRecord *records, int n, bool *deferred,
+								  int disable_after_s, pg_uuid_t **over);
+extern int	webhooks_queue_disable(pg_uuid_t *ids, char **reasons, int n,
+								   bool *still_active);
+extern void webhooks_queue_forget_deleted(void);
 
 /* reader.c: committed events become deliveries */
 extern int64 webhooks_read_events(int64 *events);

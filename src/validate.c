@@ -23,6 +23,7 @@
 #include "fmgr.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/jsonb.h"
 #include "miscadmin.h"
 #include "utils/lsyscache.h"
 
@@ -381,4 +382,112 @@ check_events(ArrayType *events)
 	}
 	SPI_finish();
 	return events;
+}
+
+/*
+ * Headers a webhook adds to its requests.  Those the extension sets itself
+ * or that govern the connection are refused: a receiver must be able to
+ * trust webhook-* and the framing of what it reads.
+ */
+static const char *const reserved_headers[] = {
+	"content-type", "content-length", "host", "user-agent",
+	"transfer-encoding", "connection", "expect", "keep-alive", "te",
+	"trailer", "upgrade", "proxy-connection", NULL
+};
+
+/* RFC 9110's tchar: what a header name is made of. */
+static bool
+is_token_char(unsigned char c)
+{
+	return isalnum(c) || (c != '\0' && strchr("!#$%&'*+-.^_`|~", c) != NULL);
+}
+
+static void
+header_error(const char *detail_fmt, const char *name)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+			 errmsg("invalid webhook headers"),
+			 name ? errdetail(detail_fmt, name) : errdetail("%s", detail_fmt),
+			 errhint("Pass a JSON object of at most %d string values, %d bytes in all, such as '{\"X-Api-Key\": \"...\"}'; '{}' removes them.",
+					 WEBHOOKS_MAX_HEADERS, WEBHOOKS_MAX_HEADER_BYTES)));
+}
+
+/*
+ * The headers argument: a JSON object of string values that are valid
+ * header text, no reserved or repeated name (case aside), at most
+ * WEBHOOKS_MAX_HEADERS of them and WEBHOOKS_MAX_HEADER_BYTES in all.
+ * Returns NULL for an empty object (no headers).  Values never appear in
+ * a message: they are often credentials.
+ */
+Jsonb *
+check_headers(Jsonb *headers)
+{
+	JsonbIterator *it;
+	JsonbValue	v;
+	JsonbIteratorToken tok;
+	int			count = 0;
+	Size		total = 0;
+	char	  **names;
+
+	if (!JB_ROOT_IS_OBJECT(headers))
+		header_error("headers must be a JSON object.", NULL);
+	if (JB_ROOT_COUNT(headers) == 0)
+		return NULL;
+	if (JB_ROOT_COUNT(headers) > WEBHOOKS_MAX_HEADERS)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid webhook headers"),
+				 errdetail("%u headers given; at most %d are allowed.",
+						   JB_ROOT_COUNT(headers), WEBHOOKS_MAX_HEADERS)));
+	names = palloc(sizeof(char *) * JB_ROOT_COUNT(headers));
+
+	it = JsonbIteratorInit(&headers->root);
+	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
+	{
+		char	   *name;
+
+		CHECK_FOR_INTERRUPTS();
+		if (tok != WJB_KEY)
+			continue;
+		name = pnstrdup(v.val.string.val, v.val.string.len);
+		if (v.val.string.len == 0)
+			header_error("A header name is empty.", NULL);
+		for (int i = 0; i < v.val.string.len; i++)
+			if (!is_token_char((unsigned char) name[i]))
+				header_error("Header name \"%s\" is not a valid HTTP header name (letters, digits and !#$%%&'*+-.^_`|~ only).",
+							 name);
+		for (char *p = name; *p; p++)
+			*p = pg_ascii_tolower((unsigned char) *p);
+		if (strncmp(name, "webhook-", 8) == 0)
+			header_error("Header \"%s\" is set by the extension (webhook-*).", name);
+		for (const char *const *r = reserved_headers; *r; r++)
+			if (strcmp(name, *r) == 0)
+				header_error("Header \"%s\" is set by the extension or governs the connection.", name);
+		for (int i = 0; i < count; i++)
+			if (strcmp(names[i], name) == 0)
+				header_error("Header \"%s\" is given more than once.", name);
+		names[count++] = name;
+		total += v.val.string.len + 4;	/* name, ": ", CRLF */
+
+		tok = JsonbIteratorNext(&it, &v, true);
+		if (tok != WJB_VALUE || v.type != jbvString)
+			header_error("The value of header \"%s\" is not a JSON string.", name);
+		for (int i = 0; i < v.val.string.len; i++)
+		{
+			unsigned char c = (unsigned char) v.val.string.val[i];
+
+			/* field-vchar, SP and HTAB; obs-text (UTF-8) allowed */
+			if ((c < 0x20 && c != '\t') || c == 0x7f)
+				header_error("The value of header \"%s\" holds a control character (CR, LF, NUL or another).", name);
+		}
+		total += v.val.string.len;
+	}
+	if (total > WEBHOOKS_MAX_HEADER_BYTES)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid webhook headers"),
+				 errdetail("The headers take %zu bytes; at most %d are allowed.",
+						   total, WEBHOOKS_MAX_HEADER_BYTES)));
+	return headers;
 }

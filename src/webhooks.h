@@ -18,6 +18,7 @@
 #include "storage/latch.h"
 #include "storage/spin.h"
 #include "utils/array.h"
+#include "utils/jsonb.h"
 #include "utils/uuid.h"
 
 #define WEBHOOKS_VERSION "1.1"
@@ -33,6 +34,10 @@
 
 /* Most event types one call may name (duplicates included) */
 #define WEBHOOKS_MAX_EVENTS 1000
+
+/* Most headers a webhook may add, and their size in all (name: value CRLF) */
+#define WEBHOOKS_MAX_HEADERS 32
+#define WEBHOOKS_MAX_HEADER_BYTES 8192
 
 /* Most retry delays a schedule may hold */
 #define WEBHOOKS_MAX_RETRIES 50
@@ -50,6 +55,7 @@ extern int	webhooks_batch_size;
 extern int	webhooks_log_retention_s;
 extern int	webhooks_max_payload_size;
 extern int	webhooks_max_bytes_in_flight_kb;
+extern int	webhooks_disable_after_s;
 
 extern void webhooks_define_gucs(void);
 extern int	webhooks_max_attempts(void);
@@ -83,6 +89,7 @@ extern void webhooks_check_payload_size(Datum payload);
 extern pg_uuid_t *check_webhook_id(FunctionCallInfo fcinfo, int argno);
 extern char *check_url(text *url);
 extern ArrayType *check_events(ArrayType *events);
+extern Jsonb *check_headers(Jsonb *headers);
 
 /* signing.c: secrets, signatures and ids */
 extern char *webhooks_new_secret(void);
@@ -95,13 +102,43 @@ extern FullTransactionId webhooks_event_id_txid(const pg_uuid_t *uuid);
 extern void webhooks_uuid_v7_set_time(pg_uuid_t *uuid, int64 unix_ms);
 extern char *webhooks_uuid_to_cstring(const pg_uuid_t *uuid);
 
+/* The event the worker emits when it switches a webhook off */
+#define WEBHOOKS_DISABLED_EVENT "webhook.disabled"
+
+/* emit.c: append an event (SPI connected, as the extension's owner) */
+extern bool webhooks_append_event(pg_uuid_t *event_id, const char *community_id,
+								  const char *event, Datum payload);
+
 /* queue.c: a statement prepared once for the life of the process */
 extern SPIPlanPtr webhooks_prepare_once(SPIPlanPtr *plan, const char *sql,
 										int nargs, Oid *argtypes);
 
+/* What a request to a webhook needs besides its event */
+typedef struct WebhookTarget
+{
+	char	   *url;
+	char	   *secret;
+	char	   *previous_secret;	/* while a rotation's overlap lasts */
+	char	   *header_lines;	/* "name: value" lines, or NULL */
+} WebhookTarget;
+
+/*
+ * SQL expressions, over webhooks.webhooks aliased w, for the previous
+ * secret while it still signs, and the extra headers as lines for libcurl
+ * (the names and values were checked by check_headers; "name;" is how
+ * libcurl sends an empty value).
+ */
+#define WEBHOOKS_PREVIOUS_SECRET_SQL(w) \
+	"CASE WHEN " w ".previous_secret_until > pg_catalog.now() " \
+	"THEN " w ".previous_secret END"
+#define WEBHOOKS_HEADER_LINES_SQL(w) \
+	"(SELECT pg_catalog.string_agg(CASE WHEN h.value = '' " \
+	"THEN h.key || ';' ELSE h.key || ': ' || h.value END, E'\\n') " \
+	"FROM pg_catalog.jsonb_each_text(" w ".headers) h)"
+
 /* api.c: lookups the other files share */
 extern bool webhooks_lookup(const char *community_id, pg_uuid_t *id,
-							char **url, char **secret);
+							WebhookTarget *target);
 extern void webhooks_raise_not_found(const char *community_id, pg_uuid_t *id);
 
 #endif							/* WEBHOOKS_H */

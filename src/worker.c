@@ -91,6 +91,7 @@ typedef struct Endpoint
 	int			in_flight;
 	int			nqueued;
 	dlist_head	queued;			/* requests waiting for a free slot */
+	bool		gone;			/* answered 410 Gone: send it nothing more */
 } Endpoint;
 
 /* What the worker keeps with each request (its owner) */
@@ -367,22 +368,34 @@ endpoint_for(pg_uuid_t *webhook_id, const char *community_id)
 		ep->community_id = MemoryContextStrdup(TopMemoryContext, community_id);
 		ep->in_flight = 0;
 		ep->nqueued = 0;
+		ep->gone = false;
 		dlist_init(&ep->queued);
 	}
 	return ep;
 }
 
-/* Start queued requests of this endpoint while it has free slots. */
+static void drop_request(WebhookRequest *req, const char *why);
+
+/*
+ * Start queued requests of this endpoint while it has free slots; if it
+ * answered 410 Gone, record them as failed without sending.
+ */
 static void
 start_queued(Endpoint *ep)
 {
-	while (ep->nqueued > 0 && ep->in_flight < webhooks_max_per_endpoint)
+	while (ep->nqueued > 0 &&
+		   (ep->gone || ep->in_flight < webhooks_max_per_endpoint))
 	{
 		WebhookRequest *req = dlist_container(WebhookRequest, node,
 											  dlist_pop_head_node(&ep->queued));
 
 		ep->nqueued--;
 		queued_total--;
+		if (ep->gone)
+		{
+			drop_request(req, "the webhook was disabled: the endpoint answered 410 Gone");
+			continue;
+		}
 		ep->in_flight++;
 		webhooks_client_add(client, req);
 	}
@@ -464,10 +477,16 @@ finish_attempt(WebhookRequest *req)
 		r->error = pstrdup(req->error);
 		if (req->response_len > 0)
 			r->response_body = pstrdup(req->response);
-		r->outcome = plan_retry(a->attempt, req->retry_after_s,
-								&r->next_attempt_at);
+		/* Standard Webhooks: 410 asks to be removed.  No retry. */
+		if (req->status_code == 410)
+			r->outcome = OUTCOME_GONE;
+		else
+			r->outcome = plan_retry(a->attempt, req->retry_after_s,
+									&r->next_attempt_at);
 	}
 	MemoryContextSwitchTo(old);
+	if (r->outcome == OUTCOME_GONE && ep != NULL)
+		ep->gone = true;
 
 	/* a lives in the request's memory: done with it before the free */
 	dlist_delete(&a->live_node);
@@ -486,6 +505,30 @@ finish_attempt(WebhookRequest *req)
 			hash_search(endpoints, &key, HASH_REMOVE, NULL);
 		}
 	}
+}
+
+/*
+ * Record, without sending, a queued request whose webhook is switched
+ * off, and free it.  Its endpoint's counts are the caller's.
+ */
+static void
+drop_request(WebhookRequest *req, const char *why)
+{
+	Attempt    *a = (Attempt *) req->owner;
+	AttemptRecord *r = new_record();
+
+	r->delivery_id = a->delivery_id;
+	r->webhook_id = a->webhook_id;
+	r->event_id = a->event_id;
+	r->event = MemoryContextStrdup(records_cxt, a->event);
+	r->attempt = a->attempt;
+	r->error = MemoryContextStrdup(records_cxt, why);
+	r->started_at = GetCurrentTimestamp();
+	r->outcome = OUTCOME_FAILED;
+
+	dlist_delete(&a->live_node);
+	release_body(&a->event_id);
+	webhooks_request_free(req);
 }
 
 /* Some work for run_in_transaction */
@@ -524,12 +567,95 @@ typedef struct RecordBatch
 	bool	   *deferred;		/* out: left for later, per record */
 } RecordBatch;
 
+/*
+ * Webhooks to switch off that an application's transaction held (or a
+ * failed batch left): tried again with the next batch, until done or no
+ * longer active.  In TopMemoryContext.
+ */
+static int	ndisables = 0;
+static pg_uuid_t *disable_ids = NULL;
+static char **disable_reasons = NULL;
+
+/* Add a webhook to switch off, unless it is there already. */
+static void
+want_disabled(pg_uuid_t *id, const char *reason)
+{
+	MemoryContext old;
+
+	for (int i = 0; i < ndisables; i++)
+		if (memcmp(&disable_ids[i], id, sizeof(pg_uuid_t)) == 0)
+			return;
+	old = MemoryContextSwitchTo(TopMemoryContext);
+	if (disable_ids == NULL)
+	{
+		disable_ids = palloc(sizeof(pg_uuid_t) * 8);
+		disable_reasons = palloc(sizeof(char *) * 8);
+	}
+	else if (ndisables >= 8 && (ndisables & (ndisables - 1)) == 0)
+	{
+		disable_ids = repalloc(disable_ids, sizeof(pg_uuid_t) * ndisables * 2);
+		disable_reasons = repalloc(disable_reasons,
+								   sizeof(char *) * ndisables * 2);
+	}
+	disable_ids[ndisables] = *id;
+	disable_reasons[ndisables] = pstrdup(reason);
+	ndisables++;
+	MemoryContextSwitchTo(old);
+}
+
+/*
+ * Record a batch: the attempts, the health of their webhooks, and the
+ * webhooks to switch off (410 Gone, failing for webhooks.disable_after,
+ * and any left from before), all in one transaction.
+ */
 static void
 record_batch(void *arg)
 {
 	RecordBatch *batch = (RecordBatch *) arg;
+	pg_uuid_t  *over;
+	int			nover;
+	bool	   *still_active;
 
 	webhooks_queue_record(batch->records, batch->n, batch->deferred);
+	nover = webhooks_queue_health(batch->records, batch->n, batch->deferred,
+								  webhooks_disable_after_s, &over);
+
+	for (int i = 0; i < batch->n; i++)
+		if (!batch->deferred[i] && batch->records[i].outcome == OUTCOME_GONE)
+			want_disabled(&batch->records[i].webhook_id,
+						  "the endpoint answered 410 Gone");
+	if (nover > 0)
+	{
+		char	   *reason = psprintf("every attempt failed for %s (webhooks.disable_after)",
+									  GetConfigOptionByName("webhooks.disable_after",
+															NULL, false));
+
+		for (int i = 0; i < nover; i++)
+			want_disabled(&over[i], reason);
+	}
+	if (ndisables == 0)
+		return;
+
+	still_active = palloc(sizeof(bool) * ndisables);
+	(void) webhooks_queue_disable(disable_ids, disable_reasons, ndisables,
+								  still_active);
+	/* keep those an application holds; the rest are done */
+	{
+		int			kept = 0;
+
+		for (int i = 0; i < ndisables; i++)
+		{
+			if (still_active[i])
+			{
+				disable_ids[kept] = disable_ids[i];
+				disable_reasons[kept] = disable_reasons[i];
+				kept++;
+			}
+			else
+				pfree(disable_reasons[i]);
+		}
+		ndisables = kept;
+	}
 }
 
 static bool
@@ -743,6 +869,8 @@ build_request(Delivery *d)
 
 	msg.url = d->url;
 	msg.secret = d->secret;
+	msg.previous_secret = d->previous_secret;
+	msg.header_lines = d->header_lines;
 	msg.event_id = webhooks_uuid_to_cstring(&d->event_id);
 	msg.event = d->event;
 	msg.community_id = d->community_id;
@@ -873,6 +1001,7 @@ maintain_partitions(void *arg)
 	/* DDL on tables the application writes: never wait long for it */
 	SetConfigOption("lock_timeout", "200ms", PGC_SUSET, PGC_S_OVERRIDE);
 	*(bool *) arg = webhooks_maintain_partitions(webhooks_log_retention_s);
+	webhooks_queue_forget_deleted();
 	SetConfigOption("lock_timeout", WORKER_LOCK_TIMEOUT, PGC_SUSET,
 					PGC_S_OVERRIDE);
 }

@@ -21,7 +21,7 @@ use Test::More;
 use Time::HiRes qw(time usleep);
 
 our @EXPORT = qw(certs init_node new_node start_receiver stop_receiver requests
-  wait_until verify_signature create_webhook wait_for_worker
+  wait_until verify_signature signature_secrets create_webhook wait_for_worker
   wait_for_requests);
 
 my $test_dir = dirname(__FILE__);
@@ -186,6 +186,28 @@ sub verify_signature
 		decode_base64($key));
 	$mac .= '=' while length($mac) % 4;
 	return $h->{'webhook-signature'} eq "v1,$mac";
+}
+
+# Which of @secrets signed the request: for each entry of its
+# webhook-signature header (space-separated "v1,<base64>"), in header
+# order, the secret whose signature it is.  Entries that match none are
+# left out, so a caller checking for "new, then old" should also count the
+# entries.  (verify_signature stays strict: exactly one signature.)
+sub signature_secrets
+{
+	my ($request, @secrets) = @_;
+	my $h = $request->{headers};
+	my $signed = "$h->{'webhook-id'}.$h->{'webhook-timestamp'}.$request->{body}";
+	my %by_mac;
+	for my $secret (@secrets)
+	{
+		(my $key = $secret) =~ s/^whsec_//;
+		my $mac = hmac_sha256_base64($signed, decode_base64($key));
+		$mac .= '=' while length($mac) % 4;
+		$by_mac{"v1,$mac"} //= $secret;
+	}
+	return map { exists $by_mac{$_} ? ($by_mac{$_}) : () }
+	  split(' ', $h->{'webhook-signature'} // '');
 }
 
 # Create a webhook; returns (id, secret).

@@ -6,8 +6,10 @@
 # local HTTPS receiver with a throwaway CA, creates members and payments
 # tables with emit_trigger triggers, registers webhooks for two
 # communities, changes rows, and shows the deliveries arriving (signatures
-# verified independently), webhook_logs, and a kept event looked up and
-# replayed.  Stops everything it started.
+# verified independently), webhook_logs, a kept event looked up and
+# replayed, a filtered webhook with its own header, a secret rotated (both
+# signatures checked), webhook_stats and the metrics.  Stops everything it
+# started.
 set -euo pipefail
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
@@ -191,6 +193,68 @@ if len(lines) < 9 or first is lines[-1]:
 print(f"replayed: {lines[-1]['path']} got webhook-id {lines[-1]['headers']['webhook-id']} again,"
       f" with the same body: {lines[-1]['body'] == first['body']}")
 PY
+
+step "A filtered webhook with its own header, and a secret rotated"
+psql -v ON_ERROR_STOP=1 -v base="https://127.0.0.1:$port" <<'SQL' >"$demo/rotation.out"
+\pset footer off
+-- acme's finance system wants only payments of 100.00 or more, with its key
+SELECT url, events, filter, headers
+FROM webhooks.webhook_create('acme', :'base' || '/acme-big', ARRAY['payment.completed'],
+                             filter => '$.amount_cents ? (@ >= 10000)',
+                             headers => '{"X-Api-Key": "demo-key"}');
+-- acme rotates its main webhook's secret: both sign for 24 hours
+SELECT w.id AS acme_id, webhooks.webhook_secret('acme', w.id) AS old_secret
+FROM webhooks.webhook_list('acme') w WHERE w.url LIKE '%/acme' \gset
+SELECT webhooks.webhook_rotate_secret('acme', :'acme_id', '24 hours') AS new_secret \gset
+\echo old :old_secret
+\echo new :new_secret
+INSERT INTO payments (org, amount_cents) VALUES ('acme', 1500), ('acme', 25000);
+SQL
+grep -v '^\(old\|new\) ' "$demo/rotation.out"
+echo "rotated acme's secret; inserted payments of 15.00 and 250.00"
+old_secret=$(sed -n 's/^old //p' "$demo/rotation.out")
+new_secret=$(sed -n 's/^new //p' "$demo/rotation.out")
+for _ in $(seq 1 100); do
+	[ "$(wc -l <"$demo/requests.jsonl")" -ge 12 ] && break
+	sleep 0.1
+done
+python3 - "$demo/requests.jsonl" "$old_secret" "$new_secret" <<'PY'
+import base64, hashlib, hmac, json, sys
+lines = [json.loads(l) for l in open(sys.argv[1])][9:]
+def sig(secret, r):
+    key = base64.b64decode(secret.removeprefix("whsec_"))
+    h = r["headers"]
+    mac = hmac.new(key, f"{h['webhook-id']}.{h['webhook-timestamp']}.{r['body']}".encode(),
+                   hashlib.sha256).digest()
+    return "v1," + base64.b64encode(mac).decode()
+main = [r for r in lines if r["path"] == "/acme"]
+big = [r for r in lines if r["path"] == "/acme-big"]
+for r in main:
+    got = r["headers"]["webhook-signature"].split(" ")
+    both = got == [sig(sys.argv[3], r), sig(sys.argv[2], r)]
+    amount = json.loads(r["body"])["data"]["amount_cents"]
+    print(f"/acme      payment {amount:>6}  signatures: new, old: {'valid' if both else 'INVALID'}")
+for r in big:
+    amount = json.loads(r["body"])["data"]["amount_cents"]
+    print(f"/acme-big  payment {amount:>6}  x-api-key: {r['headers'].get('x-api-key')}")
+if len(main) != 2 or len(big) != 1 or \
+   json.loads(big[0]["body"])["data"]["amount_cents"] != 25000 or \
+   big[0]["headers"].get("x-api-key") != "demo-key" or \
+   any(r["headers"]["webhook-signature"].split(" ") != [sig(sys.argv[3], r), sig(sys.argv[2], r)] for r in main):
+    sys.exit("demo: the filter, the header or the rotation did not show on the wire")
+PY
+
+step "webhook_stats and the metrics view"
+psql -v ON_ERROR_STOP=1 <<'SQL'
+\pset footer off
+SELECT w.community_id, substr(w.url, length(w.url) - strpos(reverse(w.url), '/') + 1) AS path,
+       s.pending, s.failed, s.attempts_24h, s.success_rate_24h, s.p50_ms_24h, s.p95_ms_24h
+FROM webhooks.webhooks w, LATERAL webhooks.webhook_stats(w.community_id, w.id) s
+ORDER BY 1, 2;
+SELECT webhooks, active_webhooks, delivered_total, failed_attempts_total,
+       disabled_total, pending, in_flight
+FROM webhooks.metrics_total;
+SQL
 
 step "delivery_status: nothing left pending"
 psql -c "SELECT community_id, pending, in_flight, retrying, failed FROM webhooks.delivery_status ORDER BY 1"
