@@ -13,10 +13,10 @@
  */
 #include "postgres.h"
 
-#include <ctype.h>
 #include <limits.h>
 
 #include "utils/guc.h"
+#include "utils/varlena.h"
 
 #include "webhooks.h"
 
@@ -44,70 +44,51 @@ typedef struct RetrySchedule
 static RetrySchedule *retry_schedule = NULL;
 
 /*
- * Parse a schedule such as "5s,5min,30min" into delays.  On a bad element,
- * return false with a message saying which element and why.
+ * Parse a schedule such as "5s,5min,30min" into delays, the list split as
+ * PostgreSQL splits its own list settings.  On a bad element, return false
+ * with a detail saying which element and why.
  */
 static bool
 parse_retry_schedule(const char *value, RetrySchedule *schedule,
-					 char **errmsg)
+					 char **detail)
 {
 	char	   *copy = pstrdup(value);
-	char	   *cursor = copy;
-	bool		empty = true;
+	List	   *items;
+	ListCell   *lc;
 
 	schedule->count = 0;
-
 	/* An empty (or all-blank) schedule means a single attempt. */
-	for (const char *p = value; *p; p++)
-		if (!isspace((unsigned char) *p))
-			empty = false;
-	if (empty)
-		return true;
-
-	for (;;)
+	if (!SplitGUCList(copy, ',', &items))
 	{
-		char	   *comma = strchr(cursor, ',');
-		char	   *item = cursor;
-		char	   *end;
+		*detail = pstrdup("The list is malformed: an element is empty, or holds a space.");
+		return false;
+	}
+	foreach(lc, items)
+	{
+		char	   *item = (char *) lfirst(lc);
 		int			delay;
 		const char *hint = NULL;
 
-		if (comma)
-			*comma = '\0';
-
-		while (isspace((unsigned char) *item))
-			item++;
-		end = item + strlen(item);
-		while (end > item && isspace((unsigned char) end[-1]))
-			*--end = '\0';
-
-		if (*item == '\0')
-		{
-			*errmsg = psprintf("element %d is empty", schedule->count + 1);
-			return false;
-		}
 		if (!parse_int(item, &delay, GUC_UNIT_MS, &hint))
 		{
-			*errmsg = psprintf("\"%s\" is not a time interval%s%s", item,
-							   hint ? ": " : "", hint ? hint : "");
+			*detail = psprintf("\"%s\" is not a time interval%s%s", item,
+							   hint ? ": " : ".", hint ? hint : "");
 			return false;
 		}
 		if (delay < 0)
 		{
-			*errmsg = psprintf("\"%s\" is negative", item);
+			*detail = psprintf("\"%s\" is negative.", item);
 			return false;
 		}
 		if (schedule->count >= WEBHOOKS_MAX_RETRIES)
 		{
-			*errmsg = psprintf("more than %d retries", WEBHOOKS_MAX_RETRIES);
+			*detail = psprintf("It has more than %d retries.", WEBHOOKS_MAX_RETRIES);
 			return false;
 		}
 		schedule->delay_ms[schedule->count++] = delay;
-
-		if (!comma)
-			break;
-		cursor = comma + 1;
 	}
+	list_free(items);
+	pfree(copy);
 	return true;
 }
 
@@ -117,11 +98,11 @@ check_retry_schedule(char **newval, void **extra, GucSource source)
 {
 	RetrySchedule schedule;
 	RetrySchedule *result;
-	char	   *errmsg = NULL;
+	char	   *detail = NULL;
 
-	if (!parse_retry_schedule(*newval ? *newval : "", &schedule, &errmsg))
+	if (!parse_retry_schedule(*newval ? *newval : "", &schedule, &detail))
 	{
-		GUC_check_errmsg("invalid webhooks.retry_schedule: %s", errmsg);
+		GUC_check_errdetail("%s", detail);
 		GUC_check_errhint("Give comma-separated delays with units, "
 						  "such as \"5s,5min,30min,2h\".");
 		return false;

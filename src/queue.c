@@ -68,10 +68,14 @@ static SPIPlanPtr record_plan = NULL;
  * webhook with a huge backlog cannot hide anyone else's rows, one
  * community's hanging endpoints leave a share for the others, and a claim
  * costs one index descent per webhook with pending rows plus the rows it
- * takes.  The payload is looked up per claimed row (one probe of the
- * events' index in the event's day), and the url and secret are joined
- * only to the rows claimed; the payload is NULL once the event is no
- * longer kept.
+ * takes.  The rows are locked and marked by primary key, from arrays, and
+ * their state is checked on the locked row, never in a WHERE clause that
+ * the partial due index could serve: plans are made once, often while the
+ * queue is nearly empty, and a join planned then walked the whole backlog
+ * through that index on every claim (bench: 85,716 rows for 58).  The
+ * payload is looked up per claimed row (one probe of the events' index in
+ * the event's day), and the url, secrets and headers are joined only to
+ * the rows claimed; the payload is NULL once the event is no longer kept.
  */
 static const char *claim_sql =
 PENDING_WEBHOOKS
@@ -101,12 +105,12 @@ PENDING_WEBHOOKS
 "    WINDOW w AS (ORDER BY f.next_attempt_at, f.id)) b"
 "  WHERE b.n = 1 OR b.upto <= $8"
 "), c AS ("
-"  SELECT d.id FROM webhooks.deliveries d"
-"  WHERE d.id IN (SELECT id FROM budget) AND d.state = 'pending'"
+"  SELECT d.id, d.state FROM webhooks.deliveries d"
+"  WHERE d.id = ANY (ARRAY(SELECT id FROM budget))"
 "  FOR UPDATE SKIP LOCKED"
 "), u AS ("
 "  UPDATE webhooks.deliveries d SET state = 'sending'"
-"  FROM c WHERE d.id = c.id"
+"  WHERE d.id = ANY (ARRAY(SELECT id FROM c WHERE c.state = 'pending'))"
 "  RETURNING d.id, d.webhook_id, d.event_id, d.event, d.community_id,"
 "    d.emitted_at, d.attempts, d.event_txid"
 ") "
@@ -170,8 +174,8 @@ static const char *record_sql =
 "  FROM r"
 "  WHERE EXISTS (SELECT 1 FROM webhooks.webhooks w WHERE w.id = r.webhook_id)"
 "), delivered AS ("
-"  DELETE FROM webhooks.deliveries d USING r"
-"  WHERE d.id = r.delivery_id AND r.outcome = 'd'"
+"  DELETE FROM webhooks.deliveries d"
+"  WHERE d.id = ANY (ARRAY(SELECT delivery_id FROM r WHERE outcome = 'd'))"
 ") "
 "UPDATE webhooks.deliveries d SET"
 "  state = CASE WHEN r.outcome = 'r' AND EXISTS ("
@@ -183,7 +187,9 @@ static const char *record_sql =
 "  last_attempt_at = r.created_at,"
 "  last_status = r.status_code,"
 "  last_error = r.error "
-"FROM r WHERE d.id = r.delivery_id AND r.outcome IN ('r', 'f', 'g')";
+"FROM r WHERE d.id = r.delivery_id AND r.outcome IN ('r', 'f', 'g')"
+"  AND d.id = ANY (ARRAY(SELECT delivery_id FROM r"
+"                        WHERE outcome IN ('r', 'f', 'g')))";
 
 /* qsort / bsearch order of int64s */
 static int
@@ -240,25 +246,21 @@ uuid_array(pg_uuid_t *uuids, int n)
 }
 
 /*
- * Deliveries marked 'sending' that this worker does not hold (held: n
- * delivery ids) go back to 'pending', due as they were: in-flight state
- * must not outlive the process that owns it.  They were left by an
+ * Deliveries marked 'sending' that this worker does not hold (held: an
+ * int8[] of delivery ids) go back to 'pending', due as they were: in-flight
+ * state must not outlive the process that owns it.  They were left by an
  * earlier worker that stopped before recording them, or came with a
  * restored dump; they are sent again with the same webhook-id, so
  * receivers can drop a duplicate.  A partial index finds them.  Returns
  * how many.
  */
 int64
-webhooks_queue_release_orphans(int64 *held, int n)
+webhooks_queue_release_orphans(Datum held)
 {
 	Oid			types[1] = {INT8ARRAYOID};
-	Datum	   *elems = palloc(sizeof(Datum) * Max(n, 1));
-	Datum		args[1];
+	Datum		args[1] = {held};
 	int			ret;
 
-	for (int i = 0; i < n; i++)
-		elems[i] = Int64GetDatum(held[i]);
-	args[0] = make_array(elems, NULL, n, INT8OID);
 	ret = SPI_execute_plan(webhooks_prepare_once(&release_plan, release_sql, 1,
 												 types),
 						   args, NULL, false, 0);
@@ -681,10 +683,10 @@ static const char *disable_sql =
 "), failed AS ("
 "  UPDATE webhooks.deliveries d"
 "  SET state = 'failed', last_error = 'webhook disabled: ' || off.reason"
-"  FROM off WHERE d.webhook_id = off.id AND d.id IN ("
+"  FROM off WHERE d.webhook_id = off.id AND d.id = ANY (ARRAY("
 "    SELECT p.id FROM webhooks.deliveries p"
 "    WHERE p.webhook_id IN (SELECT id FROM off) AND p.state = 'pending'"
-"    ORDER BY p.id FOR UPDATE SKIP LOCKED)"
+"    ORDER BY p.id FOR UPDATE SKIP LOCKED))"
 ") "
 "SELECT off.id, off.community_id,"
 "       jsonb_build_object('webhook_id', off.id, 'url', off.url,"

@@ -78,7 +78,7 @@ typedef struct HeldRequests
 } HeldRequests;
 
 /* Each runs inside the caller's transaction, with SPI connected. */
-extern int64 webhooks_queue_release_orphans(int64 *held, int n);
+extern int64 webhooks_queue_release_orphans(Datum held);
 extern int	webhooks_queue_claim(int limit, HeldRequests *held,
 								 Delivery **deliveries, MemoryContext cxt);
 extern bool webhooks_queue_next_due(HeldRequests *held, TimestampTz *due);

@@ -24,6 +24,7 @@
 #include "common/sha2.h"
 #include "datatype/timestamp.h"
 #include "fmgr.h"
+#include "utils/builtins.h"
 #include "utils/uuid.h"
 
 #include "webhooks.h"
@@ -224,17 +225,6 @@ webhooks_uuid_v7(PG_FUNCTION_ARGS)
 char *
 webhooks_uuid_to_cstring(const pg_uuid_t *uuid)
 {
-	static const char hex[] = "0123456789abcdef";
-	char	   *buf = palloc(2 * UUID_LEN + 5);
-	char	   *p = buf;
-
-	for (int i = 0; i < UUID_LEN; i++)
-	{
-		if (i == 4 || i == 6 || i == 8 || i == 10)
-			*p++ = '-';
-		*p++ = hex[uuid->data[i] >> 4];
-		*p++ = hex[uuid->data[i] & 0x0f];
-	}
-	*p = '\0';
-	return buf;
+	return DatumGetCString(DirectFunctionCall1(uuid_out,
+											   UUIDPGetDatum((pg_uuid_t *) uuid)));
 }

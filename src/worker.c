@@ -1028,24 +1028,23 @@ static void
 release_orphans_in_transaction(void *arg)
 {
 	dlist_iter	iter;
-	int64	   *held = palloc(sizeof(int64) * (nrecords + 1));
-	int			n = 0;
+	ArrayBuildState *held = initArrayResult(INT8OID, CurrentMemoryContext,
+											false);
 	int64		released;
 
 	for (int i = 0; i < nrecords; i++)
 		if (records[i].outcome != OUTCOME_TEST)
-		{
-			held = repalloc(held, sizeof(int64) * (n + 2));
-			held[n++] = records[i].delivery_id;
-		}
+			accumArrayResult(held, Int64GetDatum(records[i].delivery_id),
+							 false, INT8OID, CurrentMemoryContext);
 	dlist_foreach(iter, &live_attempts)
 	{
 		Attempt    *a = dlist_container(Attempt, live_node, iter.cur);
 
-		held = repalloc(held, sizeof(int64) * (n + 1));
-		held[n++] = a->delivery_id;
+		accumArrayResult(held, Int64GetDatum(a->delivery_id), false, INT8OID,
+						 CurrentMemoryContext);
 	}
-	released = webhooks_queue_release_orphans(held, n);
+	released = webhooks_queue_release_orphans(makeArrayResult(held,
+															  CurrentMemoryContext));
 	if (released > 0)
 		ereport(LOG,
 				(errmsg("webhooks: " INT64_FORMAT " deliveries marked in flight by no running worker (left by an earlier one, or restored) will be sent again",
@@ -1092,13 +1091,11 @@ read_new_events(void)
 	return r.queued;
 }
 
-/* Milliseconds from now until t, at least 0. */
+/* Milliseconds from now until t, rounded up; 0 once t is past. */
 static long
 ms_until(TimestampTz t)
 {
-	TimestampTz now = GetCurrentTimestamp();
-
-	return t <= now ? 0 : (long) ((t - now + 999) / 1000);
+	return TimestampDifferenceMilliseconds(GetCurrentTimestamp(), t);
 }
 
 /* The worker's loop, until shutdown. */
