@@ -25,6 +25,14 @@
 # webhooks.ssl_ca_file), both as the unprivileged test user, on 127.0.0.1
 # only, and stops every process it started by its PID.  Exit status: 0
 # when every scenario ran (whether or not a target was met), 1 on breakage.
+#
+# The throughput scenario also measures the 1.0 release (commit c7caae4,
+# the largest backlog size only, smoke sizes included): built from this
+# checkout's git history into a private copy of the server's tree, never
+# installed, run in a cluster of its own while the current one is stopped,
+# against the same receiver with the same settings.  Without that history
+# (a shallow clone, or run-tests.sh's copy without .git) it is skipped with
+# a note; 1.0's own troubles are noted, never counted as breakage.
 set -euo pipefail
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
@@ -110,6 +118,11 @@ stop_pid() { # PID [SIGNAL]: signal a process we started, wait (bounded), then k
 	for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.1; done
 	kill -KILL "$pid" 2>/dev/null || true
 }
+stop_cluster() { # DATA: fast shutdown (any version's pg_ctl will do), else the postmaster by PID
+	[ -f "$1/postmaster.pid" ] || return 0
+	as_test_user pg_ctl -D "$1" -m fast -t 60 stop >/dev/null 2>&1 ||
+		stop_pid "$(head -1 "$1/postmaster.pid" 2>/dev/null)" QUIT
+}
 
 cleanup() {
 	local status=$?
@@ -124,10 +137,8 @@ cleanup() {
 		for pid in $workers; do stop_pid "$pid" KILL; done
 	fi
 	stop_pid "$blackhole_pid"
-	if [ -f "$dir/data/postmaster.pid" ]; then
-		as_test_user pg_ctl -D "$dir/data" -m fast -t 60 stop >/dev/null 2>&1 ||
-			stop_pid "$(head -1 "$dir/data/postmaster.pid" 2>/dev/null)" QUIT
-	fi
+	stop_cluster "$dir/data"
+	stop_cluster "$dir/data-1.0"
 	if [ $keep = 1 ]; then echo "kept $dir"; else rm -rf "$dir"; fi
 	exit $status
 }
@@ -137,11 +148,12 @@ trap 'echo "bench.sh: FAILED at line $LINENO: $BASH_COMMAND" >&2' ERR
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
+server_log=$dir/server.log   # the running cluster's (1.0's while it runs)
 die() {
 	echo "bench.sh: FAILED: $*" >&2
-	if [ -f "$dir/server.log" ]; then
-		echo "---- server log (last 40 lines)" >&2
-		tail -n 40 "$dir/server.log" >&2
+	if [ -f "$server_log" ]; then
+		echo "---- server log $server_log (last 40 lines)" >&2
+		tail -n 40 "$server_log" >&2
 	fi
 	exit 1
 }
@@ -217,10 +229,14 @@ check_receiver() {
 }
 check_receiver
 
-# The cluster.
-as_test_user initdb -D "$dir/data" -A trust -U postgres --no-sync >"$dir/initdb.log" 2>&1 ||
-	{ cat "$dir/initdb.log" >&2; die "initdb failed"; }
-cat >>"$dir/data/postgresql.conf" <<EOF
+# The cluster.  new_cluster SUFFIX [BINDIR]: a cluster in $dir/dataSUFFIX,
+# logging to $dir/serverSUFFIX.log, made and started by BINDIR's programs
+# (default: those on PATH); one function, so 1.0's gets the same settings.
+new_cluster() {
+	local data=$dir/data$1 bin=${2:+$2/}
+	as_test_user "${bin}initdb" -D "$data" -A trust -U postgres --no-sync >"$dir/initdb$1.log" 2>&1 ||
+		{ cat "$dir/initdb$1.log" >&2; echo "initdb failed" >&2; return 1; }
+	cat >>"$data/postgresql.conf" <<EOF
 port = $pgport
 listen_addresses = ''
 unix_socket_directories = '$dir'
@@ -237,8 +253,14 @@ webhooks.ssl_ca_file = '$dir/certs/ca.crt'
 # the receiver is on loopback, which the SSRF guard blocks by default
 webhooks.allow_private_addresses = on
 EOF
-as_test_user pg_ctl -D "$dir/data" -l "$dir/server.log" -w -t 60 start >/dev/null ||
-	die "the cluster did not start"
+	# BENCH_CONF: extra settings, for profiling (e.g. pg_stat_statements)
+	[ -z "${BENCH_CONF:-}" ] || printf '%s\n' "$BENCH_CONF" >>"$data/postgresql.conf"
+	start_server "$1" "${2:-}"
+}
+start_server() { # SUFFIX [BINDIR]: start $dir/dataSUFFIX
+	as_test_user "${2:+$2/}pg_ctl" -D "$dir/data$1" -l "$dir/server$1.log" -w -t 60 start >/dev/null
+}
+new_cluster "" || die "the cluster did not start"
 q -f "$dir/bench/setup.sql" >/dev/null || die "could not set up the bench schema"
 q -f "$dir/bench/setup-pgq.sql" >/dev/null || die "could not set up PgQ beside it"
 
@@ -263,19 +285,26 @@ worker_restarts=0
 find_worker
 
 # The worker shows in pg_stat_activity before it serves the new extension:
-# one delivery end to end before anything is measured.
-q >/dev/null <<SQL || die "could not emit the warm-up event"
+# one delivery end to end before anything is measured (and after a restart).
+# Sets why when it fails.
+warm_up() {
+	why=
+	q >/dev/null <<SQL || { why="could not emit the warm-up event"; return 1; }
 SELECT count(*) FROM webhooks.webhook_create('warmup', '$base_url/warmup', ARRAY['member.joined']);
 SELECT webhooks.emit('warmup', 'member.joined', bench.payload(0));
 SQL
-for _ in $(seq 1 150); do
-	[ "$(q -c "SELECT count(*) FROM webhooks.delivery_attempts")" -gt 0 ] && break
-	sleep 0.2
-done
-[ "$(q -c "SELECT count(*) FROM webhooks.delivery_attempts WHERE error IS NULL")" -gt 0 ] ||
-	die "the warm-up event was not delivered within 30 s: $(q -c "SELECT string_agg(error, '; ') FROM webhooks.delivery_attempts")"
-q -c "SELECT webhooks.webhook_delete(community_id, id) FROM webhooks.webhooks" >/dev/null
-q -c "TRUNCATE webhooks.delivery_attempts, webhooks.deliveries" >/dev/null
+	for _ in $(seq 1 150); do
+		[ "$(q -c "SELECT count(*) FROM webhooks.delivery_attempts")" -gt 0 ] && break
+		sleep 0.2
+	done
+	if ! [ "$(q -c "SELECT count(*) FROM webhooks.delivery_attempts WHERE error IS NULL")" -gt 0 ]; then
+		why="the warm-up event was not delivered within 30 s: $(q -c "SELECT string_agg(error, '; ') FROM webhooks.delivery_attempts")"
+		return 1
+	fi
+	q -c "SELECT webhooks.webhook_delete(community_id, id) FROM webhooks.webhooks" >/dev/null
+	q -c "TRUNCATE webhooks.delivery_attempts, webhooks.deliveries" >/dev/null
+}
+warm_up || die "$why"
 
 status_kb() { # PID FIELD: a kB figure of /proc/PID/status (0 if gone)
 	awk -v f="$2:" '$1 == f { print $2; found = 1 } END { if (!found) print 0 }' "/proc/$1/status" 2>/dev/null || echo 0
@@ -417,7 +446,12 @@ wait_queue_empty() { # TIMEOUT_S: until every event is read and every delivery a
 }
 
 broken=()
-breakage() { broken+=("$*"); echo "BROKEN: $*" >&2; }
+measuring_v10=0
+breakage() {
+	# the 1.0 release is measured, not tested: its troubles are notes
+	if [ $measuring_v10 = 1 ]; then echo "NOTE (1.0): $*" >&2; return 0; fi
+	broken+=("$*"); echo "BROKEN: $*" >&2
+}
 
 # One backlog delivered and measured.  run_backlog SCENARIO LABEL N SELECT
 # WHERE: sets rate failed got emit_s peak_anon_kb hwm_kb cpu_pct ngx_pct.
@@ -485,7 +519,110 @@ scenario_throughput() {
 	done
 	drop_webhooks
 	reset_queue
+	throughput_v10
 	say
+}
+
+# The 1.0 release (commit v10_rev), measured in the throughput scenario.
+v10_rev=c7caae4
+# v10_install: build 1.0 from git and install it into a private copy of the
+# server's programs, libraries and share files (as PostgreSQL's tmp_install
+# does): the programs find the rest relative to themselves, so a cluster
+# started from that copy loads 1.0's library and SQL, never the installed
+# extension.  Sets v10_bin, or v10_note (why not) and returns 1.
+v10_install() {
+	local src=$dir/v10/src root=$dir/v10/root pgc sharedir d err
+	pgc=$(command -v pg_config) sharedir=$(pg_config --sharedir)
+	if ! err=$(git -C "$repo" rev-parse -q --verify "$v10_rev^{commit}" 2>&1); then
+		v10_note="commit $v10_rev is not in $repo (no git history, or a shallow clone${err:+: $(head -1 <<<"$err")})"
+		return 1
+	fi
+	mkdir -p "$src" "$root"
+	# (its Makefile builds with -Werror: a newer compiler may refuse 1.0)
+	{ git -C "$repo" archive "$v10_rev" | tar -x -C "$src" &&
+		make -s -j"$(nproc)" -C "$src" PG_CONFIG="$pgc"; } >"$dir/v10/build.log" 2>&1 ||
+		{ tail -n 20 "$dir/v10/build.log" >&2; v10_note="it did not build (see above)"; return 1; }
+	for d in "$(pg_config --bindir)" "$pkglibdir" "$sharedir"; do
+		mkdir -p "$root$(dirname "$d")" && cp -a "$d" "$root$(dirname "$d")/" ||
+			{ v10_note="could not copy $d"; return 1; }
+	done
+	# the installed build came along with the copy: 1.0's files only
+	rm -rf "$root$pkglibdir"/webhooks.so "$root$pkglibdir"/bitcode/webhooks* \
+		"$root$sharedir"/extension/webhooks[.-]*
+	make -s -C "$src" PG_CONFIG="$pgc" install DESTDIR="$root" >>"$dir/v10/build.log" 2>&1 ||
+		{ tail -n 20 "$dir/v10/build.log" >&2; v10_note="make install DESTDIR=$root failed (see above)"; return 1; }
+	v10_bin=$root$(pg_config --bindir)
+}
+# v10_start: 1.0's cluster (the current one is stopped), checked to run
+# 1.0: the extension's version and the library its worker mapped.  Sets
+# v10_note and returns 1 otherwise.
+v10_start() {
+	local version lib
+	new_cluster -1.0 "$v10_bin" || { v10_note="its cluster did not start"; return 1; }
+	q -f "$dir/bench/setup.sql" >/dev/null || { v10_note="could not set up the bench schema in it"; return 1; }
+	warm_up || { v10_note="its worker did not deliver: $why"; return 1; }
+	find_worker
+	version=$(q -c "SELECT extversion FROM pg_extension WHERE extname = 'webhooks'")
+	lib=$(awk '$NF ~ /\/webhooks\.so$/ { print $NF; exit }' "/proc/$worker_pid/maps" 2>/dev/null || true)
+	if [ "$version" != 1.0 ] || [ "$lib" != "$dir/v10/root$pkglibdir/webhooks.so" ]; then
+		v10_note="its cluster runs version '$version' from '${lib:-?}', not 1.0 from $dir/v10/root"
+		return 1
+	fi
+}
+# throughput_v10: the largest backlog to 1 and to 100 endpoints, delivered
+# by 1.0 in its own cluster while the current one is stopped (one at a time,
+# the same port, receiver and settings), then the current cluster back;
+# records 1.0's figures and ours / 1.0 (the ratio of the medians).
+throughput_v10() {
+	local n=${tp_sizes##* } eps fig run ours theirs target saved_restarts ok=1
+	v10_note=
+	if ! v10_install; then
+		say "- 1.0 comparison skipped: $v10_note"
+		return 0
+	fi
+	stop_cluster "$dir/data"
+	server_log=$dir/server-1.0.log measuring_v10=1
+	saved_restarts=$worker_restarts worker_pid=
+	if v10_start; then
+		say "- 1.0 (commit $v10_rev, its own cluster while ours is stopped): worker PID $worker_pid; $(q -c "SELECT string_agg(name || '=' || current_setting(name), ', ' ORDER BY name) FROM pg_settings WHERE name LIKE 'webhooks.%' AND name NOT IN ('webhooks.ssl_ca_file')")"
+		for eps in 1 100; do
+			fig="$(fmt_k "$n") backlog, $eps endpoint"; [ "$eps" -gt 1 ] && fig+=s
+			for run in $(seq 1 "$runs"); do
+				drop_webhooks
+				make_webhooks tp "$eps" "$base_url/ep"
+				run_backlog throughput "tp10-$n-$eps-$run" "$n" \
+					"SELECT count(webhooks.emit('tp' || (i % $eps), 'member.joined', bench.payload(i))) FROM generate_series(1, $n) i" \
+					"true"
+				say "- 1.0, $fig, run $run: $rate deliveries/s, $got attempted, $failed failed, emit ${emit_s}s, first delivery ${first_s}s after the commit, worker CPU ${cpu_pct}%, nginx CPU ${ngx_pct}%, worker peak private $((peak_anon_kb / 1024)) MB"
+				record throughput "1.0: deliveries/s, $fig" "$rate" "-"
+				record throughput "1.0: failed attempts, $fig" "$failed" "-"
+				record throughput "1.0: worker CPU % of a core, $fig" "$cpu_pct" "-"
+			done
+		done
+		[ "$worker_restarts" -gt "$saved_restarts" ] && say "- note: 1.0's worker restarted during its runs"
+	else
+		ok=0
+		say "- 1.0 comparison skipped: $v10_note (its server log ends: $(tail -n 3 "$server_log" 2>/dev/null | tr '\n' ' ' | cut -c1-300))"
+	fi
+	measuring_v10=0 worker_restarts=$saved_restarts
+	stop_cluster "$dir/data-1.0"
+	grep -qE 'terminated by signal|PANIC:' "$server_log" 2>/dev/null &&
+		say "- note: 1.0's server log shows a crash: $(grep -m1 -E 'terminated by signal|PANIC:' "$server_log")"
+	server_log=$dir/server.log
+	start_server "" || die "the cluster did not start again after 1.0's"
+	worker_pid=   # a new worker, on purpose
+	find_worker
+	warm_up || die "after 1.0's runs: $why"
+	[ $ok = 1 ] || return 0
+	for eps in 1 100; do
+		fig="$(fmt_k "$n") backlog, $eps endpoint"; [ "$eps" -gt 1 ] && fig+=s
+		ours=$(helper median "$results" throughput "deliveries/s, $fig")
+		theirs=$(helper median "$results" throughput "1.0: deliveries/s, $fig")
+		target=">= 1.5"
+		[ $smoke = 1 ] && target=-
+		say "- ours / 1.0, $fig: $(calc "$ours / $theirs") (medians: ours $(calc "$ours" %.0f), 1.0 $(calc "$theirs" %.0f) deliveries/s)"
+		record throughput "ours / 1.0 ($(fmt_k "$n") to $eps endpoint$([ "$eps" -gt 1 ] && echo s))" "$(calc "$ours / $theirs")" "$target"
+	done
 }
 
 ############################################################################
@@ -761,11 +898,18 @@ scenario_scale() {
 			printf '%s\n' '\timing on'
 			for _ in $(seq 1 11); do echo "SELECT count(*) FROM webhooks.webhook_logs('logs0', '$id', 1, 50);"; done
 			for _ in $(seq 1 11); do echo "SELECT count(*) FROM webhooks.webhook_logs('logs0', '$id', 100, 50);"; done
+			for _ in $(seq 1 11); do echo "SELECT attempts_24h FROM webhooks.webhook_stats('logs0', '$id');"; done
+			for _ in $(seq 1 11); do echo "SELECT count(*), sum(delivered_total) FROM webhooks.metrics; SELECT * FROM webhooks.metrics_total;"; done
 		} >"$dir/logs.sql"
 		q -f "$dir/logs.sql" | awk '/^Time:/ { print $2 }' >"$dir/logs-times.txt"
 		p1=$(sed -n '2,11p' "$dir/logs-times.txt" | sort -n | awk '{ v[NR] = $1 } END { print (v[5] + v[6]) / 2 }')
 		p100=$(sed -n '13,22p' "$dir/logs-times.txt" | sort -n | awk '{ v[NR] = $1 } END { print (v[5] + v[6]) / 2 }')
-		say "- run $run: webhook_logs page 1: $p1 ms, page 100: $p100 ms (median of 10 calls, psql round trip included); plan: ${plan:-unknown}"
+		stats=$(sed -n '24,33p' "$dir/logs-times.txt" | sort -n | awk '{ v[NR] = $1 } END { print (v[5] + v[6]) / 2 }')
+		# a scrape: both views, two statements per line of logs.sql
+		scrape=$(sed -n '36,$p' "$dir/logs-times.txt" | paste -d' ' - - | awk '{ print $1 + $2 }' | sort -n | awk '{ v[NR] = $1 } END { print (v[5] + v[6]) / 2 }')
+		say "- run $run: webhook_logs page 1: $p1 ms, page 100: $p100 ms; webhook_stats: $stats ms ($(q -c "SELECT attempts_24h FROM webhooks.webhook_stats('logs0', '$id')") attempts in 24 h); metrics scrape (both views, 100 webhooks): $scrape ms (medians of 10 calls, psql round trip included); plan: ${plan:-unknown}"
+		record scale "webhook_stats ms, $(fmt_k "$log_rows") log rows" "$stats" "-"
+		record scale "metrics scrape ms, $(fmt_k "$log_rows") log rows" "$scrape" "-"
 		record scale "webhook_logs page 1 ms, $(fmt_k "$log_rows") rows" "$p1" "< 5"
 		record scale "webhook_logs page 100 ms, $(fmt_k "$log_rows") rows" "$p100" "< 5"
 		# (1,000 rows a webhook in a smoke run: a bitmap scan is the right plan)
