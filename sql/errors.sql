@@ -250,6 +250,9 @@ SELECT sqlstate_of(format($$SELECT webhooks.webhook_update('c1', %L, headers => 
 -- an invalid filter is the jsonpath type's own syntax error
 SELECT sqlstate_of($$SELECT webhooks.webhook_create('c1', 'https://example.com/h', '{member.joined}', filter => '$.a ? (@ >')$$);
 SELECT sqlstate_of(format($$SELECT webhooks.webhook_update('c1', %L, filter => 'not a path')$$, :'w'));
+-- a variable: the worker passes none, so such a filter could only fail
+SELECT sqlstate_of($$SELECT webhooks.webhook_create('c1', 'https://example.com/h', '{member.joined}', filter => '$ ? (@.a > $min)')$$);
+SELECT sqlstate_of(format($$SELECT webhooks.webhook_update('c1', %L, filter => '$.a ? (@ == $x)')$$, :'w'));
 -- rotation: NULL or negative overlap, another community's webhook
 SELECT sqlstate_of(format($$SELECT webhooks.webhook_rotate_secret('c1', %L, NULL)$$, :'w'));
 SELECT sqlstate_of(format($$SELECT webhooks.webhook_rotate_secret('c1', %L, '-1 second')$$, :'w'));

@@ -19,9 +19,9 @@ SELECT filter, headers FROM webhooks.webhook_get('lc', :'big');
 -- '{}' for headers is no headers; '$' for filter is no filter.
 SELECT headers, filter FROM webhooks.webhook_create('lc', 'https://example.com/none',
     ARRAY['payment.completed'], filter => '$', headers => '{}');
--- An empty value is allowed (sent as an empty header).
+-- An empty value is allowed (sent as an empty header, as is a blank one).
 SELECT headers FROM webhooks.webhook_create('lc', 'https://example.com/empty',
-    ARRAY['member.left'], headers => '{"X-Empty": ""}');
+    ARRAY['member.left'], headers => '{"X-Empty": "", "X-Blank": "  "}');
 
 -- The worker's read delivers to a filtered webhook only what matches.
 SELECT webhooks.emit('lc', 'payment.completed', '{"amount_cents": 25000}') AS e_big \gset
@@ -77,6 +77,20 @@ SELECT is_active, disabled_reason, disabled_at
 FROM webhooks.webhook_update('lc', :'all_', is_active => true);
 SELECT active_since > created_at AS failing_span_restarts
 FROM webhooks.webhooks WHERE id = :'all_';
+-- A new URL starts the failing span afresh too: old failures were another
+-- endpoint's.
+UPDATE webhooks.webhooks SET active_since = now() - interval '1 day' WHERE id = :'all_';
+SELECT url FROM webhooks.webhook_update('lc', :'all_', url => 'https://example.com/all2');
+SELECT active_since > now() - interval '1 minute' AS restarted
+FROM webhooks.webhooks WHERE id = :'all_';
+-- (the same URL again changes nothing)
+UPDATE webhooks.webhooks SET active_since = now() - interval '1 day' WHERE id = :'all_';
+SELECT url FROM webhooks.webhook_update('lc', :'all_', url => 'https://example.com/all2');
+SELECT active_since < now() - interval '1 hour' AS kept
+FROM webhooks.webhooks WHERE id = :'all_';
+-- A string holding $" is no variable: such a filter is accepted.
+SELECT filter FROM webhooks.webhook_create('lc', 'https://example.com/q',
+    ARRAY['member.left'], filter => '$.a ? (@ == "$\"x")');
 -- A person's deactivation has no reason.
 SELECT is_active, disabled_reason, disabled_at
 FROM webhooks.webhook_update('lc', :'all_', is_active => false);
@@ -150,6 +164,13 @@ FROM pg_proc p
 WHERE p.pronamespace = 'webhooks'::regnamespace
   AND p.proname IN ('webhook_create', 'webhook_update')
 ORDER BY 1::text;
+-- ... and they are the application's, not the extension's own (which
+-- pg_dump would leave out): pg_init_privs does not list them.
+SELECT p.proname, i.initprivs::text LIKE '%regress_lc_app%' AS in_init_privs
+FROM pg_proc p JOIN pg_init_privs i ON i.objoid = p.oid AND i.classoid = 'pg_proc'::regclass
+WHERE p.pronamespace = 'webhooks'::regnamespace
+  AND p.proname IN ('webhook_create', 'webhook_update')
+ORDER BY 1;
 SET ROLE regress_lc_app;
 SELECT url, filter, headers FROM webhooks.webhook_create('lc', 'https://example.com/app',
     ARRAY['member.joined'], headers => '{"X-K": "v"}');

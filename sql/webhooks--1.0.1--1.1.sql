@@ -124,7 +124,8 @@ BEGIN
          AND (w.filter IS NULL OR EXISTS (
                 SELECT 1 FROM webhooks.events p
                 WHERE p.txid = ev.txid AND p.id = ev.id
-                  AND p.created_at = ev.created_at AND p.payload @? w.filter))
+                  AND p.created_at = ev.created_at
+                  AND webhooks.filter_matches(p.payload, w.filter)))
         RETURNING 1
     ), moved AS (
         UPDATE webhooks.reader r SET snapshot = pos.cur, read_at = now()
@@ -312,6 +313,27 @@ REVOKE ALL ON FUNCTION webhooks.webhook_recover(text, uuid, timestamptz) FROM PU
  *       when it was last activated: failures before it do not count
  *       towards webhooks.disable_after.
  */
+/*
+ * Whether a payload matches a webhook's filter.  jsonb_path_exists in
+ * silent mode, with time zones allowed: a path that finds nothing, or hits
+ * a type mismatch, does not match.  Whatever error a filter may still
+ * raise (webhook_create refuses the kinds known) is a non-match too: one
+ * community's filter must never stop the worker's read for everyone.
+ */
+CREATE FUNCTION webhooks.filter_matches(payload jsonb, filter jsonpath)
+RETURNS boolean
+LANGUAGE plpgsql STABLE PARALLEL SAFE
+AS $$
+BEGIN
+    RETURN pg_catalog.jsonb_path_exists_tz(payload, filter, '{}', true);
+EXCEPTION WHEN OTHERS THEN
+    RETURN false;
+END
+$$;
+COMMENT ON FUNCTION webhooks.filter_matches(jsonb, jsonpath) IS
+'Whether a payload matches a filter; an error is a non-match (used by read_events)';
+REVOKE ALL ON FUNCTION webhooks.filter_matches(jsonb, jsonpath) FROM PUBLIC;
+
 ALTER TABLE webhooks.webhooks
     ADD COLUMN previous_secret       text,
     ADD COLUMN previous_secret_until timestamptz,
@@ -326,7 +348,10 @@ UPDATE webhooks.webhooks SET active_since = created_at;
  * Health per webhook, kept by the worker alone, once per batch of attempts
  * it records (an application never writes or locks these rows, so the
  * worker never waits for one): the times of the last success and failure,
- * the first failure since the last success, and counters for metrics.
+ * the first failure since the last success, the last 410 Gone (the webhook
+ * is switched off from here, in the same transaction or, if an
+ * application holds the webhook's row, a little later), and counters for
+ * metrics.
  * There is no foreign key (webhook_delete would then lock the worker's
  * row); the worker removes the rows of deleted webhooks.
  */
@@ -335,6 +360,7 @@ CREATE TABLE webhooks.webhook_health (
     last_success_at timestamptz,
     last_failure_at timestamptz,
     failing_since   timestamptz,
+    gone_at         timestamptz,
     delivered       bigint NOT NULL DEFAULT 0,
     failed_attempts bigint NOT NULL DEFAULT 0,
     retries         bigint NOT NULL DEFAULT 0,
@@ -373,6 +399,15 @@ BEGIN
         EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO %s%s', new, g.role,
                        CASE WHEN g.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END);
     END LOOP;
+    -- Grants made in an extension script count as the extension's own
+    -- (pg_init_privs), which pg_dump leaves out; these are the
+    -- application's, so the new function's initial privileges are the
+    -- old one's, and a dump keeps the grants.
+    UPDATE pg_catalog.pg_init_privs n SET initprivs = o.initprivs
+    FROM pg_catalog.pg_init_privs o
+    WHERE n.objoid = new AND n.classoid = 'pg_catalog.pg_proc'::regclass
+      AND o.objoid = old AND o.classoid = 'pg_catalog.pg_proc'::regclass
+      AND n.objsubid = 0 AND o.objsubid = 0;
 END
 $$;
 
@@ -471,8 +506,9 @@ LEFT JOIN (
     SELECT d.webhook_id,
            count(*) FILTER (WHERE d.state = 'pending') AS pending,
            count(*) FILTER (WHERE d.state = 'sending') AS in_flight,
-           min(d.emitted_at) FILTER (WHERE d.state <> 'failed') AS oldest
+           min(d.emitted_at) AS oldest
     FROM webhooks.deliveries d
+    WHERE d.state <> 'failed'
     GROUP BY d.webhook_id) q ON q.webhook_id = w.id;
 COMMENT ON VIEW webhooks.metrics IS
 'Per webhook: counters kept by the worker (delivered, failed attempts, retries, given up, disabled) and its queue now';

@@ -189,19 +189,28 @@ check_is_active(FunctionCallInfo fcinfo, int argno)
 
 /*
  * The filter argument: NULL, or a path; "$" (every payload matches) is
- * stored as no filter.
+ * stored as no filter.  A path with variables ($name) is refused: the
+ * worker passes none, so it could only fail.
  */
 static Datum
 filter_arg(FunctionCallInfo fcinfo, int argno, bool *isnull)
 {
 	Datum		filter;
+	char	   *text;
 
 	*isnull = PG_ARGISNULL(argno);
 	if (*isnull)
 		return (Datum) 0;
 	filter = PG_GETARG_DATUM(argno);
-	if (strcmp(DatumGetCString(DirectFunctionCall1(jsonpath_out, filter)),
-			   "$") == 0)
+	text = DatumGetCString(DirectFunctionCall1(jsonpath_out, filter));
+	/* a variable prints as $"name"; a quote in a string prints as \" */
+	if (strstr(text, "$\"") != NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("a webhook filter must not use variables"),
+				 errdetail("Filter: %s", text),
+				 errhint("Write the values into the path, such as '$.amount_cents ? (@ >= 10000)'.")));
+	if (strcmp(text, "$") == 0)
 		*isnull = true;
 	return filter;
 }
@@ -348,6 +357,9 @@ webhooks_update(PG_FUNCTION_ARGS)
 	}
 	if (v1_1 && !PG_ARGISNULL(5))
 	{
+		bool		isnull;
+
+		(void) filter_arg(fcinfo, 5, &isnull);	/* checked; '$' kept */
 		values[5] = PG_GETARG_DATUM(5);
 		nulls[5] = ' ';
 		any_change = true;
@@ -383,7 +395,8 @@ webhooks_update(PG_FUNCTION_ARGS)
 		run_query("UPDATE webhooks.webhooks SET "
 				  "url = COALESCE($3, url), "
 				  "events = COALESCE($4, events), "
-				  "active_since = CASE WHEN $5 AND NOT is_active "
+				  "active_since = CASE WHEN ($5 AND NOT is_active) "
+				  "  OR $3 IS DISTINCT FROM url AND $3 IS NOT NULL "
 				  "  THEN pg_catalog.now() ELSE active_since END, "
 				  "is_active = COALESCE($5, is_active), "
 				  "disabled_reason = CASE WHEN $5 IS NULL "

@@ -553,11 +553,11 @@ webhooks_queue_record(AttemptRecord *records, int n, bool *deferred)
 /*
  * Health per webhook (webhooks.webhook_health), from a batch of recorded
  * attempts: one upsert per webhook in the batch, of rows only the worker
- * writes.  failing_since is the first failure after the last success, and
- * a failure from before the webhook was last activated does not count.
- * Returns (in *over, palloc'd) the active webhooks whose failures now span
- * webhooks.disable_after, with no success between: the caller switches
- * them off.
+ * writes.  failing_since is the first failure after the last success (a
+ * failure from before the webhook was last activated does not count), and
+ * gone_at the last 410 Gone.  Attempts that made no request (the webhook
+ * or the event was gone already) are not the endpoint's doing and are
+ * left out.
  */
 static const char *health_sql =
 "WITH r AS ("
@@ -567,6 +567,7 @@ static const char *health_sql =
 "  SELECT r.webhook_id,"
 "    max(r.created_at) FILTER (WHERE r.outcome = 'd') AS last_ok,"
 "    max(r.created_at) FILTER (WHERE r.outcome <> 'd') AS last_bad,"
+"    max(r.created_at) FILTER (WHERE r.outcome = 'g') AS gone,"
 "    count(*) FILTER (WHERE r.outcome = 'd') AS delivered,"
 "    count(*) FILTER (WHERE r.outcome <> 'd') AS failed,"
 "    count(*) FILTER (WHERE r.outcome = 'r') AS retries,"
@@ -578,53 +579,47 @@ static const char *health_sql =
 "     WHERE r.webhook_id = a.webhook_id AND r.outcome <> 'd'"
 "       AND r.created_at > coalesce(a.last_ok, '-infinity')) AS first_bad"
 "  FROM agg a JOIN webhooks.webhooks w ON w.id = a.webhook_id"
-"), up AS ("
-"  INSERT INTO webhooks.webhook_health AS h (webhook_id, last_success_at,"
-"         last_failure_at, failing_since, delivered, failed_attempts, retries,"
-"         gave_up)"
-"  SELECT b.webhook_id, b.last_ok, b.last_bad, b.first_bad, b.delivered,"
-"         b.failed, b.retries, b.gave_up"
-"  FROM batch b"
-"  ON CONFLICT (webhook_id) DO UPDATE SET"
-"    last_success_at = greatest(h.last_success_at, excluded.last_success_at),"
-"    last_failure_at = greatest(h.last_failure_at, excluded.last_failure_at),"
-"    failing_since = CASE"
-"      WHEN excluded.last_success_at IS NOT NULL THEN excluded.failing_since"
-"      WHEN h.failing_since IS NULL OR h.failing_since < (SELECT b.active_since"
-"           FROM batch b WHERE b.webhook_id = h.webhook_id)"
-"        THEN excluded.failing_since"
-"      ELSE h.failing_since END,"
-"    delivered = h.delivered + excluded.delivered,"
-"    failed_attempts = h.failed_attempts + excluded.failed_attempts,"
-"    retries = h.retries + excluded.retries,"
-"    gave_up = h.gave_up + excluded.gave_up"
-"  RETURNING h.webhook_id, h.failing_since, h.last_failure_at"
 ") "
-"SELECT u.webhook_id FROM up u JOIN webhooks.webhooks w"
-"  ON w.id = u.webhook_id AND w.is_active"
-" WHERE $4 > 0 AND u.failing_since >= w.active_since"
-"   AND u.last_failure_at - u.failing_since >= $4 * interval '1 second'";
+"INSERT INTO webhooks.webhook_health AS h (webhook_id, last_success_at,"
+"       last_failure_at, failing_since, gone_at, delivered, failed_attempts,"
+"       retries, gave_up)"
+"SELECT b.webhook_id, b.last_ok, b.last_bad, b.first_bad, b.gone, b.delivered,"
+"       b.failed, b.retries, b.gave_up"
+" FROM batch b WHERE true "	/* else ON would start a join clause */
+"ON CONFLICT (webhook_id) DO UPDATE SET"
+"  last_success_at = greatest(h.last_success_at, excluded.last_success_at),"
+"  last_failure_at = greatest(h.last_failure_at, excluded.last_failure_at),"
+"  failing_since = CASE"
+"    WHEN excluded.last_success_at IS NOT NULL THEN excluded.failing_since"
+"    WHEN h.failing_since IS NULL OR h.failing_since < (SELECT b.active_since"
+"         FROM batch b WHERE b.webhook_id = h.webhook_id)"
+"      THEN excluded.failing_since"
+"    ELSE h.failing_since END,"
+"  gone_at = greatest(h.gone_at, excluded.gone_at),"
+"  delivered = h.delivered + excluded.delivered,"
+"  failed_attempts = h.failed_attempts + excluded.failed_attempts,"
+"  retries = h.retries + excluded.retries,"
+"  gave_up = h.gave_up + excluded.gave_up";
 
 static SPIPlanPtr health_plan = NULL;
 
-int
-webhooks_queue_health(AttemptRecord *records, int n, bool *deferred,
-					  int disable_after_s, pg_uuid_t **over)
+/* Record the health of the webhooks of a batch (see health_sql). */
+void
+webhooks_queue_health(AttemptRecord *records, int n, bool *deferred)
 {
-	Oid			types[4] = {UUIDARRAYOID, TIMESTAMPTZARRAYOID,
-	get_array_type(CHAROID), INT4OID};
-	Datum		args[4];
+	Oid			types[3] = {UUIDARRAYOID, TIMESTAMPTZARRAYOID,
+	get_array_type(CHAROID)};
+	Datum		args[3];
 	pg_uuid_t  *ids = palloc(sizeof(pg_uuid_t) * Max(n, 1));
 	Datum	   *started = palloc(sizeof(Datum) * Max(n, 1));
 	Datum	   *outcome = palloc(sizeof(Datum) * Max(n, 1));
-	pg_uuid_t  *result;
 	int			m = 0;
 	int			ret;
 
-	*over = NULL;
 	for (int i = 0; i < n; i++)
 	{
-		if (deferred[i] || records[i].outcome == OUTCOME_TEST)
+		if (deferred[i] || records[i].outcome == OUTCOME_TEST ||
+			records[i].no_request)
 			continue;
 		ids[m] = records[i].webhook_id;
 		started[m] = TimestampTzGetDatum(records[i].started_at);
@@ -632,45 +627,48 @@ webhooks_queue_health(AttemptRecord *records, int n, bool *deferred,
 		m++;
 	}
 	if (m == 0)
-		return 0;
+		return;
 	args[0] = uuid_array(ids, m);
 	args[1] = make_array(started, NULL, m, TIMESTAMPTZOID);
 	args[2] = make_array(outcome, NULL, m, CHAROID);
-	args[3] = Int32GetDatum(disable_after_s);
-	ret = SPI_execute_plan(webhooks_prepare_once(&health_plan, health_sql, 4,
+	ret = SPI_execute_plan(webhooks_prepare_once(&health_plan, health_sql, 3,
 												 types),
 						   args, NULL, false, 0);
-	if (ret != SPI_OK_SELECT)
+	if (ret != SPI_OK_INSERT)
 		elog(ERROR, "could not record webhook health: %s",
 			 SPI_result_code_string(ret));
-	result = palloc(sizeof(pg_uuid_t) * Max(SPI_processed, 1));
-	for (uint64 i = 0; i < SPI_processed; i++)
-	{
-		bool		isnull;
-
-		result[i] = *DatumGetUUIDP(SPI_getbinval(SPI_tuptable->vals[i],
-												 SPI_tuptable->tupdesc, 1,
-												 &isnull));
-	}
-	*over = result;
-	return (int) SPI_processed;
 }
 
 /*
- * Switch webhooks off, the worker's way: inactive, with the reason and
- * time, their pending deliveries failed, counted in their health row, and
- * a webhook.disabled event emitted in their community (delivered to its
- * other subscribed webhooks).  A webhook an application's transaction
- * holds is skipped, never waited for; still_active[i] is set for each such
- * one, which the caller tries again later.  Returns how many were
- * switched off.
+ * Switch off, the worker's way, the active webhooks (of ids, or all when
+ * ids is NULL) whose health says so: a 410 Gone since their last
+ * activation, or failures spanning webhooks.disable_after ($2 seconds;
+ * $3 its text) since then, with no success between.  Each becomes
+ * inactive with its reason and time, its pending deliveries fail, its
+ * health row counts it, and a webhook.disabled event is emitted in its
+ * community (delivered to its other subscribed webhooks).  A webhook an
+ * application's transaction holds is skipped, never waited for: its
+ * health row still says so, and a later call (after the next batch, or
+ * the worker's 10 s timer, or after a restart) switches it off.  A person
+ * who activates it meanwhile moves active_since past the evidence, and it
+ * stays on.  Returns how many were switched off.
  */
 static const char *disable_sql =
 "WITH c AS ("
-"  SELECT * FROM unnest($1::uuid[], $2::text[]) AS c(id, reason)"
+"  SELECT w.id, CASE WHEN h.gone_at >= w.active_since"
+"    THEN 'the endpoint answered 410 Gone'"
+"    ELSE 'every attempt failed for ' || $3 || ' (webhooks.disable_after)'"
+"    END AS reason"
+"  FROM webhooks.webhook_health h"
+"  JOIN webhooks.webhooks w ON w.id = h.webhook_id AND w.is_active"
+"  WHERE ($1::uuid[] IS NULL OR h.webhook_id = ANY ($1))"
+"    AND (h.gone_at >= w.active_since"
+"         OR ($2 > 0 AND h.failing_since >= w.active_since"
+"             AND h.last_failure_at - h.failing_since"
+"                 >= $2 * interval '1 second'))"
 "), l AS ("
 "  SELECT w.id FROM webhooks.webhooks w"
-"  WHERE w.id = ANY ($1) AND w.is_active"
+"  WHERE w.id IN (SELECT id FROM c) AND w.is_active"
 "  ORDER BY w.id FOR UPDATE SKIP LOCKED"
 "), off AS ("
 "  UPDATE webhooks.webhooks w SET is_active = false, disabled_reason = c.reason,"
@@ -693,33 +691,28 @@ static const char *disable_sql =
 "                          'reason', off.reason)"
 "FROM off";
 
-static const char *still_active_sql =
-"SELECT id FROM webhooks.webhooks WHERE id = ANY ($1) AND is_active";
-
 static SPIPlanPtr disable_plan = NULL;
-static SPIPlanPtr still_active_plan = NULL;
 
 int
-webhooks_queue_disable(pg_uuid_t *ids, char **reasons, int n,
-					   bool *still_active)
+webhooks_queue_disable_due(pg_uuid_t *ids, int n, int disable_after_s,
+						   const char *disable_after)
 {
-	Oid			types[2] = {UUIDARRAYOID, TEXTARRAYOID};
-	Datum		args[2];
-	Datum	   *texts = palloc(sizeof(Datum) * Max(n, 1));
+	Oid			types[3] = {UUIDARRAYOID, INT4OID, TEXTOID};
+	Datum		args[3];
+	char		nulls[3] = {' ', ' ', ' '};
 	SPITupleTable *off;
 	uint64		noff;
 	int			ret;
 
-	memset(still_active, 0, sizeof(bool) * n);
-	if (n == 0)
+	if (ids != NULL && n == 0)
 		return 0;
-	for (int i = 0; i < n; i++)
-		texts[i] = CStringGetTextDatum(reasons[i]);
-	args[0] = uuid_array(ids, n);
-	args[1] = make_array(texts, NULL, n, TEXTOID);
-	ret = SPI_execute_plan(webhooks_prepare_once(&disable_plan, disable_sql, 2,
+	args[0] = ids ? uuid_array(ids, n) : (Datum) 0;
+	nulls[0] = ids ? ' ' : 'n';
+	args[1] = Int32GetDatum(disable_after_s);
+	args[2] = CStringGetTextDatum(disable_after);
+	ret = SPI_execute_plan(webhooks_prepare_once(&disable_plan, disable_sql, 3,
 												 types),
-						   args, NULL, false, 0);
+						   args, nulls, false, 0);
 	if (ret != SPI_OK_SELECT)
 		elog(ERROR, "could not disable webhooks: %s",
 			 SPI_result_code_string(ret));
@@ -744,29 +737,6 @@ webhooks_queue_disable(pg_uuid_t *ids, char **reasons, int n,
 			ereport(WARNING,
 					(errmsg("webhooks: event type \"%s\" is missing; no event announces the disabled webhook",
 							WEBHOOKS_DISABLED_EVENT)));
-	}
-
-	/* the rest: done already (inactive or deleted), or held by someone */
-	if ((int) noff < n)
-	{
-		ret = SPI_execute_plan(webhooks_prepare_once(&still_active_plan,
-													 still_active_sql, 1,
-													 types),
-							   args, NULL, true, 0);
-		if (ret != SPI_OK_SELECT)
-			elog(ERROR, "could not look up webhooks: %s",
-				 SPI_result_code_string(ret));
-		for (uint64 j = 0; j < SPI_processed; j++)
-		{
-			bool		isnull;
-			pg_uuid_t  *id = DatumGetUUIDP(SPI_getbinval(SPI_tuptable->vals[j],
-														 SPI_tuptable->tupdesc,
-														 1, &isnull));
-
-			for (int i = 0; i < n; i++)
-				if (memcmp(&ids[i], id, sizeof(pg_uuid_t)) == 0)
-					still_active[i] = true;
-		}
 	}
 	return (int) noff;
 }

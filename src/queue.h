@@ -56,6 +56,7 @@ typedef struct AttemptRecord
 	TimestampTz started_at;
 	AttemptOutcome outcome;
 	TimestampTz next_attempt_at;	/* for OUTCOME_RETRY */
+	bool		no_request;		/* recorded without a request being made */
 } AttemptRecord;
 
 /*
@@ -85,10 +86,11 @@ extern bool webhooks_queue_next_due(HeldRequests *held, TimestampTz *due);
 extern int	webhooks_queue_record(AttemptRecord *records, int n,
 								  bool *deferred);
 
-extern int	webhooks_queue_health(AttemptRecord *records, int n, bool *deferred,
-								  int disable_after_s, pg_uuid_t **over);
-extern int	webhooks_queue_disable(pg_uuid_t *ids, char **reasons, int n,
-								   bool *still_active);
+extern void webhooks_queue_health(AttemptRecord *records, int n,
+								  bool *deferred);
+extern int	webhooks_queue_disable_due(pg_uuid_t *ids, int n,
+									   int disable_after_s,
+									   const char *disable_after);
 extern void webhooks_queue_forget_deleted(void);
 
 /* reader.c: committed events become deliveries */

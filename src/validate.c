@@ -395,11 +395,13 @@ static const char *const reserved_headers[] = {
 	"trailer", "upgrade", "proxy-connection", NULL
 };
 
-/* RFC 9110's tchar: what a header name is made of. */
+/* RFC 9110's tchar, in ASCII whatever the locale: a header name's bytes. */
 static bool
 is_token_char(unsigned char c)
 {
-	return isalnum(c) || (c != '\0' && strchr("!#$%&'*+-.^_`|~", c) != NULL);
+	return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') ||
+		(c >= 'A' && c <= 'Z') ||
+		(c != '\0' && strchr("!#$%&'*+-.^_`|~", c) != NULL);
 }
 
 static void
@@ -453,10 +455,14 @@ check_headers(Jsonb *headers)
 		name = pnstrdup(v.val.string.val, v.val.string.len);
 		if (v.val.string.len == 0)
 			header_error("A header name is empty.", NULL);
+		/* not echoed: a malformed name may be a pasted credential */
 		for (int i = 0; i < v.val.string.len; i++)
 			if (!is_token_char((unsigned char) name[i]))
-				header_error("Header name \"%s\" is not a valid HTTP header name (letters, digits and !#$%%&'*+-.^_`|~ only).",
-							 name);
+				ereport(ERROR,
+						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						 errmsg("invalid webhook headers"),
+						 errdetail("A header name holds byte 0x%02x at position %d; a name is ASCII letters, digits and !#$%%&'*+-.^_`|~ only.",
+								   (unsigned char) name[i], i + 1)));
 		for (char *p = name; *p; p++)
 			*p = pg_ascii_tolower((unsigned char) *p);
 		if (strncmp(name, "webhook-", 8) == 0)

@@ -126,13 +126,13 @@ typedef struct WebhookTarget
  * SQL expressions, over webhooks.webhooks aliased w, for the previous
  * secret while it still signs, and the extra headers as lines for libcurl
  * (the names and values were checked by check_headers; "name;" is how
- * libcurl sends an empty value).
+ * libcurl sends an empty value, and a blank one would be dropped).
  */
 #define WEBHOOKS_PREVIOUS_SECRET_SQL(w) \
 	"CASE WHEN " w ".previous_secret_until > pg_catalog.now() " \
 	"THEN " w ".previous_secret END"
 #define WEBHOOKS_HEADER_LINES_SQL(w) \
-	"(SELECT pg_catalog.string_agg(CASE WHEN h.value = '' " \
+	"(SELECT pg_catalog.string_agg(CASE WHEN pg_catalog.btrim(h.value, E' \\t') = '' " \
 	"THEN h.key || ';' ELSE h.key || ': ' || h.value END, E'\\n') " \
 	"FROM pg_catalog.jsonb_each_text(" w ".headers) h)"
 

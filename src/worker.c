@@ -497,7 +497,8 @@ finish_attempt(WebhookRequest *req)
 	{
 		ep->in_flight--;
 		start_queued(ep);
-		if (ep->in_flight == 0 && ep->nqueued == 0)
+		/* a gone endpoint's entry stays, to keep it out of claims */
+		if (ep->in_flight == 0 && ep->nqueued == 0 && !ep->gone)
 		{
 			pg_uuid_t	key = ep->webhook_id;
 
@@ -525,6 +526,7 @@ drop_request(WebhookRequest *req, const char *why)
 	r->error = MemoryContextStrdup(records_cxt, why);
 	r->started_at = GetCurrentTimestamp();
 	r->outcome = OUTCOME_FAILED;
+	r->no_request = true;
 
 	dlist_delete(&a->live_node);
 	release_body(&a->event_id);
@@ -567,95 +569,34 @@ typedef struct RecordBatch
 	bool	   *deferred;		/* out: left for later, per record */
 } RecordBatch;
 
-/*
- * Webhooks to switch off that an application's transaction held (or a
- * failed batch left): tried again with the next batch, until done or no
- * longer active.  In TopMemoryContext.
- */
-static int	ndisables = 0;
-static pg_uuid_t *disable_ids = NULL;
-static char **disable_reasons = NULL;
-
-/* Add a webhook to switch off, unless it is there already. */
-static void
-want_disabled(pg_uuid_t *id, const char *reason)
+/* webhooks.disable_after as written in the settings, for the reason */
+static const char *
+disable_after_text(void)
 {
-	MemoryContext old;
-
-	for (int i = 0; i < ndisables; i++)
-		if (memcmp(&disable_ids[i], id, sizeof(pg_uuid_t)) == 0)
-			return;
-	old = MemoryContextSwitchTo(TopMemoryContext);
-	if (disable_ids == NULL)
-	{
-		disable_ids = palloc(sizeof(pg_uuid_t) * 8);
-		disable_reasons = palloc(sizeof(char *) * 8);
-	}
-	else if (ndisables >= 8 && (ndisables & (ndisables - 1)) == 0)
-	{
-		disable_ids = repalloc(disable_ids, sizeof(pg_uuid_t) * ndisables * 2);
-		disable_reasons = repalloc(disable_reasons,
-								   sizeof(char *) * ndisables * 2);
-	}
-	disable_ids[ndisables] = *id;
-	disable_reasons[ndisables] = pstrdup(reason);
-	ndisables++;
-	MemoryContextSwitchTo(old);
+	return GetConfigOption("webhooks.disable_after", false, false);
 }
 
 /*
- * Record a batch: the attempts, the health of their webhooks, and the
- * webhooks to switch off (410 Gone, failing for webhooks.disable_after,
- * and any left from before), all in one transaction.
+ * Record a batch in one transaction: the attempts, the health of their
+ * webhooks, and the switching off of those whose health now says so (410
+ * Gone, or failing for webhooks.disable_after).
  */
 static void
 record_batch(void *arg)
 {
 	RecordBatch *batch = (RecordBatch *) arg;
-	pg_uuid_t  *over;
-	int			nover;
-	bool	   *still_active;
+	pg_uuid_t  *ids = palloc(sizeof(pg_uuid_t) * batch->n);
+	int			n = 0;
 
 	webhooks_queue_record(batch->records, batch->n, batch->deferred);
-	nover = webhooks_queue_health(batch->records, batch->n, batch->deferred,
-								  webhooks_disable_after_s, &over);
-
+	webhooks_queue_health(batch->records, batch->n, batch->deferred);
 	for (int i = 0; i < batch->n; i++)
-		if (!batch->deferred[i] && batch->records[i].outcome == OUTCOME_GONE)
-			want_disabled(&batch->records[i].webhook_id,
-						  "the endpoint answered 410 Gone");
-	if (nover > 0)
-	{
-		char	   *reason = psprintf("every attempt failed for %s (webhooks.disable_after)",
-									  GetConfigOptionByName("webhooks.disable_after",
-															NULL, false));
-
-		for (int i = 0; i < nover; i++)
-			want_disabled(&over[i], reason);
-	}
-	if (ndisables == 0)
-		return;
-
-	still_active = palloc(sizeof(bool) * ndisables);
-	(void) webhooks_queue_disable(disable_ids, disable_reasons, ndisables,
-								  still_active);
-	/* keep those an application holds; the rest are done */
-	{
-		int			kept = 0;
-
-		for (int i = 0; i < ndisables; i++)
-		{
-			if (still_active[i])
-			{
-				disable_ids[kept] = disable_ids[i];
-				disable_reasons[kept] = disable_reasons[i];
-				kept++;
-			}
-			else
-				pfree(disable_reasons[i]);
-		}
-		ndisables = kept;
-	}
+		if (!batch->deferred[i] && !batch->records[i].no_request &&
+			batch->records[i].outcome != OUTCOME_DELIVERED &&
+			batch->records[i].outcome != OUTCOME_TEST)
+			ids[n++] = batch->records[i].webhook_id;
+	(void) webhooks_queue_disable_due(ids, n, webhooks_disable_after_s,
+									  disable_after_text());
 }
 
 static bool
@@ -797,6 +738,9 @@ held_requests(HeldRequests *held)
 		held->per_webhook[n] = ep->in_flight + ep->nqueued;
 		load = hash_search(communities, ep->community_id, HASH_ENTER, &found);
 		load->used = (found ? load->used : 0) + held->per_webhook[n];
+		/* answered 410 Gone: no slot until it is switched off */
+		if (ep->gone)
+			held->per_webhook[n] = webhooks_max_per_endpoint;
 		n++;
 	}
 	held->nwebhooks = n;
@@ -913,6 +857,7 @@ record_unsendable(Delivery *d, const char *why)
 	r->error = MemoryContextStrdup(records_cxt, why);
 	r->started_at = GetCurrentTimestamp();
 	r->outcome = OUTCOME_FAILED;
+	r->no_request = true;
 }
 
 /* Build and start (or queue) one claimed delivery's request. */
@@ -1045,6 +990,9 @@ release_orphans_in_transaction(void *arg)
 	}
 	released = webhooks_queue_release_orphans(makeArrayResult(held,
 															  CurrentMemoryContext));
+	/* and switch off what an application's lock held off before */
+	(void) webhooks_queue_disable_due(NULL, 0, webhooks_disable_after_s,
+									  disable_after_text());
 	if (released > 0)
 		ereport(LOG,
 				(errmsg("webhooks: " INT64_FORMAT " deliveries marked in flight by no running worker (left by an earlier one, or restored) will be sent again",
@@ -1058,8 +1006,30 @@ release_orphans_in_transaction(void *arg)
 static void
 release_orphans(void)
 {
+	HASH_SEQ_STATUS status;
+	Endpoint   *ep;
+
 	(void) run_in_transaction("releasing orphaned deliveries",
 							  release_orphans_in_transaction, NULL);
+
+	/*
+	 * Endpoints that answered 410 Gone were kept out of claims until their
+	 * webhook was switched off (done by now, unless an application's lock
+	 * still holds it off, or a person switched it on again): let them go.
+	 * At worst one more request finds the endpoint still gone.
+	 */
+	hash_seq_init(&status, endpoints);
+	while ((ep = hash_seq_search(&status)) != NULL)
+	{
+		ep->gone = false;
+		if (ep->in_flight == 0 && ep->nqueued == 0)
+		{
+			pg_uuid_t	key = ep->webhook_id;
+
+			pfree(ep->community_id);
+			hash_search(endpoints, &key, HASH_REMOVE, NULL);
+		}
+	}
 }
 
 /* What a read found, for run_in_transaction */

@@ -55,7 +55,9 @@ webhooks.ssl_ca_file = '$dir/ca.crt'
 webhooks.allow_private_addresses = on
 webhooks.retry_schedule = '200ms,400ms'
 webhooks.timeout = '3s'
-log_min_messages = log
+# the worker's ERRORs and WARNINGs too (with "log" they would be left out:
+# in log_min_messages, LOG ranks above ERROR)
+log_min_messages = warning
 });
 	$node->append_conf('postgresql.conf', $extra) if defined $extra;
 	return $node;

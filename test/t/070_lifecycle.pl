@@ -417,6 +417,45 @@ wait_until(sub { at('/filtered') > 2 }, 'a third request to the filtered webhook
 is_deeply([ map { $_->{headers}{'webhook-id'} } at('/filtered') ], [ $big, $small2 ],
 	'after the update the filtered webhook got only the small event');
 
+# A filter that raises an error on a payload (a date compared with a time
+# zone) is a non-match for that webhook, never an error that stops the
+# worker's read: the next event still reaches everyone.
+sql(q{SELECT webhooks.webhook_update('filter', '} . $ffil
+	  . q{', filter => '$ ? (@.at.datetime() < "2024-06-01T00:00:00Z".datetime())')});
+my $dated = emit('filter', 'payment.completed', '{"at": "2024-05-01", "amount_cents": 1}');
+my $next_ev = emit('filter', 'payment.completed', '{"amount_cents": 2}');
+wait_at(1, '/unfiltered', eid => $next_ev);
+pass('an erroring filter did not stop the read: the next event arrived');
+ok(poll(q{SELECT count(*) = 0 FROM webhooks.deliveries WHERE state = 'pending'}),
+	'and nothing is left pending');
+# A filter with a variable could only fail: refused.
+my ($vcode) = fails_with(q{SELECT webhooks.webhook_update('filter', '} . $ffil
+	  . q{', filter => '$ ? (@.amount_cents > $min)')});
+is($vcode, '22023', 'a filter with a variable is refused (22023)');
+
+# ---------------------------------------------------------------------
+# A 410 while an application's transaction holds the webhook's row: the
+# worker does not wait for it; the webhook is switched off once the lock
+# is gone (the worker looks again every 10 s), with one event.
+my ($lid) = create_webhook($node, 'locked', "$base/status/410?locked", '{member.joined}');
+my ($lwatch) = create_webhook($node, 'locked', "$base/watch-locked", '{webhook.disabled}');
+my $holder = $node->background_psql('postgres');
+$holder->query_safe("BEGIN; SELECT 1 FROM webhooks.webhooks WHERE id = '$lid' FOR UPDATE;");
+emit('locked');
+wait_at(1, '/status/410?locked');
+ok(poll(q{SELECT gone_at IS NOT NULL FROM webhooks.webhook_health WHERE webhook_id = '}
+	  . $lid . q{'}), 'the 410 is recorded in the webhook\'s health');
+is(webhook('locked', $lid)->{is_active}, 1, 'still active while the application holds its row');
+$holder->query_safe('COMMIT');
+$holder->quit;
+ok(poll(q{SELECT NOT is_active FROM webhooks.webhooks WHERE id = '} . $lid . q{'}),
+	'switched off once the lock is gone');
+is(webhook('locked', $lid)->{disabled_reason}, 'the endpoint answered 410 Gone',
+	'with the 410 as its reason');
+wait_at(1, '/watch-locked');
+is(scalar(at('/status/410?locked')), 1, 'the endpoint got one request');
+is(scalar(at('/watch-locked')), 1, 'and one webhook.disabled event went out');
+
 # ---------------------------------------------------------------------
 # Custom headers: on deliveries and on webhook_test, gone after
 # headers => '{}'.
