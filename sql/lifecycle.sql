@@ -100,18 +100,16 @@ SELECT is_active FROM webhooks.webhook_update('lc', :'all_', is_active => true);
 -- webhook_stats: the queue, the worker's health row, the last 24 hours.
 --
 SELECT * FROM webhooks.webhook_stats('lc', :'all_');
-INSERT INTO webhooks.delivery_attempts (webhook_id, event_id, event, attempt,
-    status_code, response_time_ms, error, created_at)
-SELECT :'all_', webhooks.uuid_v7(), 'payment.completed', 1,
-       CASE WHEN g % 4 = 0 THEN 500 ELSE 200 END, g,
-       CASE WHEN g % 4 = 0 THEN 'HTTP 500' END, now() - interval '1 hour'
-FROM generate_series(1, 100) g;
--- older than 24 hours, and test pings: not counted
-INSERT INTO webhooks.delivery_attempts (webhook_id, event_id, event, attempt,
-    status_code, response_time_ms, created_at)
-VALUES (:'all_', webhooks.uuid_v7(), 'payment.completed', 1, 200, 5000,
-        now() - interval '25 hours'),
-       (:'all_', webhooks.uuid_v7(), 'test.ping', 1, 200, 5000, now());
+-- 100 attempts an hour ago, 1..100 ms, one in four failed, as the worker
+-- counts them per hour and response-time bucket; and older ones, which are
+-- not counted.  (The log itself is not read.)
+INSERT INTO webhooks.webhook_hourly (webhook_id, hour, bucket, attempts, successes)
+SELECT :'all_', date_trunc('hour', now() - interval '1 hour'),
+       width_bucket(g, webhooks.response_buckets()),
+       count(*), count(*) FILTER (WHERE g % 4 <> 0)
+FROM generate_series(1, 100) g GROUP BY 3;
+INSERT INTO webhooks.webhook_hourly (webhook_id, hour, bucket, attempts, successes)
+VALUES (:'all_', date_trunc('hour', now() - interval '25 hours'), 40, 1000, 1000);
 INSERT INTO webhooks.webhook_health (webhook_id, last_success_at,
     last_failure_at, failing_since)
 VALUES (:'all_', now() - interval '2 hours', now() - interval '1 hour',

@@ -371,6 +371,35 @@ COMMENT ON TABLE webhooks.webhook_health IS
 'Per webhook, kept by the delivery worker: last success and failure, failing since, and counters';
 SELECT pg_catalog.pg_extension_config_dump('webhooks.webhook_health', '');
 
+/*
+ * Attempts per webhook, hour and response-time bucket, kept by the worker
+ * with the health rows (one upsert per batch) for the last two days:
+ * webhook_stats reads at most 25 hours of these, whatever the size of the
+ * log.  Bucket b holds the times up to webhooks.response_buckets()[b] ms
+ * (the last one, the rest); percentiles are read to the bucket.
+ */
+CREATE TABLE webhooks.webhook_hourly (
+    webhook_id uuid NOT NULL,
+    hour       timestamptz NOT NULL,
+    bucket     smallint NOT NULL,
+    attempts   int NOT NULL,
+    successes  int NOT NULL,
+    PRIMARY KEY (webhook_id, hour, bucket)
+) WITH (fillfactor = 70);
+COMMENT ON TABLE webhooks.webhook_hourly IS
+'Per webhook, hour and response-time bucket: attempts and successes of the last two days (webhook_stats)';
+SELECT pg_catalog.pg_extension_config_dump('webhooks.webhook_hourly', '');
+REVOKE ALL ON webhooks.webhook_hourly FROM PUBLIC;
+
+-- The upper bounds (ms) of the response-time buckets: about 25 % apart.
+CREATE FUNCTION webhooks.response_buckets()
+RETURNS int[]
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+RETURN '{1,2,3,4,5,6,8,10,12,15,20,25,30,40,50,60,80,100,120,150,200,250,300,400,500,600,800,1000,1200,1500,2000,2500,3000,4000,5000,6000,8000,10000,12000,15000,20000,25000,30000,40000,50000,60000}'::int[];
+COMMENT ON FUNCTION webhooks.response_buckets() IS
+'Upper bounds (ms) of webhook_hourly''s response-time buckets';
+REVOKE ALL ON FUNCTION webhooks.response_buckets() FROM PUBLIC;
+
 ALTER TYPE webhooks.webhook
     ADD ATTRIBUTE filter jsonpath,
     ADD ATTRIBUTE headers jsonb,

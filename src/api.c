@@ -764,9 +764,11 @@ webhooks_rotate_secret(PG_FUNCTION_ARGS)
  * SQL: webhook_stats(community_id, id)
  *
  * The queue's rows of the webhook (one index), the health row the worker
- * keeps, and the last 24 hours of its log (an index range per day's
- * partition).  Test pings are left out of the 24 hours' figures: they are
- * not deliveries.
+ * keeps, and its hourly figures (webhook_hourly) of the hours that began
+ * in the last 24: at most 25 hours of response-time buckets, however large
+ * the log.  A percentile is the upper bound of the bucket it falls in (the
+ * bounds are about 25 % apart; 60000 means a minute or more).  Test pings
+ * and attempts that made no request are not counted.
  */
 Datum
 webhooks_stats(PG_FUNCTION_ARGS)
@@ -784,25 +786,33 @@ webhooks_stats(PG_FUNCTION_ARGS)
 			  "  h.last_failure_at, "
 			  "  CASE WHEN h.failing_since >= w.active_since "
 			  "    THEN h.failing_since END, "
-			  "  s.attempts, s.rate, s.p50, s.p95 "
+			  "  coalesce(s.attempts, 0)::bigint, "
+			  "  round(s.ok::numeric / nullif(s.attempts, 0), 4), "
+			  "  CASE WHEN s.attempts > 0 THEN "
+			  "    coalesce((webhooks.response_buckets())[s.b50 + 1], 60000) END, "
+			  "  CASE WHEN s.attempts > 0 THEN "
+			  "    coalesce((webhooks.response_buckets())[s.b95 + 1], 60000) END "
 			  "FROM webhooks.webhooks w "
 			  "LEFT JOIN webhooks.webhook_health h ON h.webhook_id = w.id "
 			  "CROSS JOIN LATERAL ("
 			  "  SELECT count(*) FILTER (WHERE d.state <> 'failed') AS pending, "
 			  "         count(*) FILTER (WHERE d.state = 'failed') AS failed "
 			  "  FROM webhooks.deliveries d WHERE d.webhook_id = w.id) q "
-			  "CROSS JOIN LATERAL ("
-			  "  SELECT count(*) AS attempts, "
-			  "    round(avg(CASE WHEN a.error IS NULL THEN 1 ELSE 0 END), 4) "
-			  "      AS rate, "
-			  "    percentile_disc(0.5) WITHIN GROUP "
-			  "      (ORDER BY a.response_time_ms) AS p50, "
-			  "    percentile_disc(0.95) WITHIN GROUP "
-			  "      (ORDER BY a.response_time_ms) AS p95 "
-			  "  FROM webhooks.delivery_attempts a "
-			  "  WHERE a.webhook_id = w.id "
-			  "    AND a.created_at >= pg_catalog.now() - interval '24 hours' "
-			  "    AND a.event <> 'test.ping') s "
+			  "LEFT JOIN LATERAL ("
+			  "  SELECT sum(a.n) AS attempts, sum(a.ok) AS ok, "
+			  "    min(a.bucket) FILTER (WHERE a.cum >= 0.50 * a.total) AS b50, "
+			  "    min(a.bucket) FILTER (WHERE a.cum >= 0.95 * a.total) AS b95 "
+			  "  FROM (SELECT b.bucket, b.n, b.ok, "
+			  "          sum(b.n) OVER (ORDER BY b.bucket) AS cum, "
+			  "          sum(b.n) OVER () AS total "
+			  "        FROM (SELECT t.bucket, sum(t.attempts) AS n, "
+			  "                     sum(t.successes) AS ok "
+			  "              FROM webhooks.webhook_hourly t "
+			  "              WHERE t.webhook_id = w.id AND t.hour >= "
+			  "                date_trunc('hour', pg_catalog.now()) "
+			  "                - interval '23 hours' "
+			  "              GROUP BY t.bucket) b) a "
+			  "  HAVING sum(a.n) > 0) s ON true "
 			  "WHERE w.community_id = $1 AND w.id = $2",
 			  2, types, values, NULL, true, SPI_OK_SELECT);
 	if (SPI_processed == 0)

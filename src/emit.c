@@ -32,7 +32,11 @@
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "miscadmin.h"
+#include "nodes/makefuncs.h"
 #include "utils/builtins.h"
+#include "utils/fmgroids.h"
+#include "utils/lsyscache.h"
+#include "utils/typcache.h"
 #include "utils/json.h"
 #include "utils/jsonb.h"
 #include "utils/rel.h"
@@ -285,6 +289,75 @@ webhooks_emit(PG_FUNCTION_ARGS)
 	return emit(fcinfo, EMIT_1_0);
 }
 
+
+/*
+ * Whether a column of this type may hold json text, whose \u0000 escapes
+ * jsonb refuses: json itself, or an array, domain or composite that may
+ * contain it.
+ */
+static bool
+may_hold_json(Oid type)
+{
+	type = getBaseType(type);
+	if (type == JSONOID)
+		return true;
+	if (OidIsValid(get_element_type(type)))
+		return may_hold_json(get_element_type(type));
+	return get_typtype(type) == TYPTYPE_COMPOSITE;
+}
+
+/*
+ * What a trigger keeps between rows (in fn_extra, for the statement): the
+ * function's owner, and to_jsonb set up for the table's row type, when no
+ * column may hold json.  to_jsonb builds the jsonb directly; the other way
+ * (row_to_json, then jsonb_in on its text) writes and parses the row as
+ * text, but can mend a \u0000 that a json column holds.
+ */
+typedef struct TriggerCache
+{
+	Oid			fn_oid;
+	Oid			owner;
+	Oid			rowtype;
+	bool		direct;			/* to_jsonb: no column may hold json */
+	FmgrInfo	to_jsonb;
+} TriggerCache;
+
+static TriggerCache *
+trigger_cache(FunctionCallInfo fcinfo, TupleDesc tupdesc)
+{
+	TriggerCache *cache = (TriggerCache *) fcinfo->flinfo->fn_extra;
+
+	if (cache == NULL || cache->rowtype != tupdesc->tdtypeid ||
+		cache->fn_oid != fcinfo->flinfo->fn_oid)
+	{
+		MemoryContext old = MemoryContextSwitchTo(fcinfo->flinfo->fn_mcxt);
+
+		if (cache == NULL)
+			cache = palloc0(sizeof(TriggerCache));
+		cache->fn_oid = fcinfo->flinfo->fn_oid;
+		cache->owner = function_owner(fcinfo, true);
+		cache->rowtype = tupdesc->tdtypeid;
+		cache->direct = true;
+		for (int i = 0; i < tupdesc->natts; i++)
+		{
+			Form_pg_attribute att = TupleDescAttr(tupdesc, i);
+
+			if (!att->attisdropped && may_hold_json(att->atttypid))
+				cache->direct = false;
+		}
+		fmgr_info(F_TO_JSONB, &cache->to_jsonb);
+		/* to_jsonb learns its argument's type from the call's expression */
+		cache->to_jsonb.fn_expr = (Node *)
+			makeFuncExpr(F_TO_JSONB, JSONBOID,
+						 list_make1(makeNullConst(tupdesc->tdtypeid, -1,
+												  InvalidOid)),
+						 InvalidOid, InvalidOid, COERCE_EXPLICIT_CALL);
+		fcinfo->flinfo->fn_extra = cache;
+		MemoryContextSwitchTo(old);
+	}
+	return cache;
+}
+
 /*
  * emit_trigger(event [, community_column]), a row trigger for INSERT,
  * UPDATE or DELETE.  The payload is the row as JSON: the new row, or the
@@ -301,7 +374,7 @@ emit_trigger(FunctionCallInfo fcinfo, EmitLayout layout)
 	int			attnum;
 	char	   *community_id;
 	Oid			owner;
-	Datum		json;
+	TriggerCache *cache;
 	Datum		payload;
 
 	if (!CALLED_AS_TRIGGER(fcinfo))
@@ -314,8 +387,6 @@ emit_trigger(FunctionCallInfo fcinfo, EmitLayout layout)
 				 errmsg("webhooks.emit_trigger() must be a FOR EACH ROW trigger"),
 				 errhint("Create the trigger with FOR EACH ROW.")));
 
-	owner = function_owner(fcinfo, true);
-
 	trigger = trigdata->tg_trigger;
 	if (trigger->tgnargs < 1 || trigger->tgnargs > 2)
 		ereport(ERROR,
@@ -326,6 +397,8 @@ emit_trigger(FunctionCallInfo fcinfo, EmitLayout layout)
 		column = trigger->tgargs[1];
 
 	tupdesc = trigdata->tg_relation->rd_att;
+	cache = trigger_cache(fcinfo, tupdesc);
+	owner = cache->owner;
 	if (TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event))
 		row = trigdata->tg_newtuple;
 	else
@@ -354,10 +427,17 @@ emit_trigger(FunctionCallInfo fcinfo, EmitLayout layout)
 	check_community_id_value(community_id);
 
 	/* With the caller's rights: this may call the caller's own casts. */
-	json = DirectFunctionCall1(row_to_json,
-							   heap_copy_tuple_as_datum(row, tupdesc));
-	payload = DirectFunctionCall1(jsonb_in,
-								  CStringGetDatum(jsonb_safe_text(TextDatumGetCString(json))));
+	if (cache->direct)
+		payload = FunctionCall1(&cache->to_jsonb,
+								heap_copy_tuple_as_datum(row, tupdesc));
+	else
+	{
+		Datum		json = DirectFunctionCall1(row_to_json,
+											   heap_copy_tuple_as_datum(row, tupdesc));
+
+		payload = DirectFunctionCall1(jsonb_in,
+									  CStringGetDatum(jsonb_safe_text(TextDatumGetCString(json))));
+	}
 	emit_event(layout, owner, community_id, trigger->tgargs[0], payload);
 
 	/* Leave the row as it is, whether fired before or after. */

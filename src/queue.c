@@ -555,14 +555,26 @@ webhooks_queue_record(AttemptRecord *records, int n, bool *deferred)
  * attempts: one upsert per webhook in the batch, of rows only the worker
  * writes.  failing_since is the first failure after the last success (a
  * failure from before the webhook was last activated does not count), and
- * gone_at the last 410 Gone.  Attempts that made no request (the webhook
+ * gone_at the last 410 Gone; and the attempts of each hour, by response
+ * time bucket (webhook_hourly, for webhook_stats).  Attempts that made no request (the webhook
  * or the event was gone already) are not the endpoint's doing and are
  * left out.
  */
 static const char *health_sql =
 "WITH r AS ("
-"  SELECT * FROM unnest($1::uuid[], $2::timestamptz[], $3::\"char\"[])"
-"    AS r(webhook_id, created_at, outcome)"
+"  SELECT * FROM unnest($1::uuid[], $2::timestamptz[], $3::\"char\"[],"
+"                       $4::int4[])"
+"    AS r(webhook_id, created_at, outcome, ms)"
+"), hourly AS ("
+"  INSERT INTO webhooks.webhook_hourly AS t (webhook_id, hour, bucket,"
+"         attempts, successes)"
+"  SELECT r.webhook_id, date_trunc('hour', r.created_at),"
+"         width_bucket(r.ms, webhooks.response_buckets()),"
+"         count(*), count(*) FILTER (WHERE r.outcome = 'd')"
+"  FROM r GROUP BY 1, 2, 3"
+"  ON CONFLICT (webhook_id, hour, bucket) DO UPDATE SET"
+"    attempts = t.attempts + excluded.attempts,"
+"    successes = t.successes + excluded.successes"
 "), agg AS ("
 "  SELECT r.webhook_id,"
 "    max(r.created_at) FILTER (WHERE r.outcome = 'd') AS last_ok,"
@@ -607,12 +619,13 @@ static SPIPlanPtr health_plan = NULL;
 void
 webhooks_queue_health(AttemptRecord *records, int n, bool *deferred)
 {
-	Oid			types[3] = {UUIDARRAYOID, TIMESTAMPTZARRAYOID,
-	get_array_type(CHAROID)};
-	Datum		args[3];
+	Oid			types[4] = {UUIDARRAYOID, TIMESTAMPTZARRAYOID,
+	get_array_type(CHAROID), INT4ARRAYOID};
+	Datum		args[4];
 	pg_uuid_t  *ids = palloc(sizeof(pg_uuid_t) * Max(n, 1));
 	Datum	   *started = palloc(sizeof(Datum) * Max(n, 1));
 	Datum	   *outcome = palloc(sizeof(Datum) * Max(n, 1));
+	Datum	   *elapsed = palloc(sizeof(Datum) * Max(n, 1));
 	int			m = 0;
 	int			ret;
 
@@ -624,6 +637,7 @@ webhooks_queue_health(AttemptRecord *records, int n, bool *deferred)
 		ids[m] = records[i].webhook_id;
 		started[m] = TimestampTzGetDatum(records[i].started_at);
 		outcome[m] = CharGetDatum((char) records[i].outcome);
+		elapsed[m] = Int32GetDatum(records[i].response_time_ms);
 		m++;
 	}
 	if (m == 0)
@@ -631,7 +645,8 @@ webhooks_queue_health(AttemptRecord *records, int n, bool *deferred)
 	args[0] = uuid_array(ids, m);
 	args[1] = make_array(started, NULL, m, TIMESTAMPTZOID);
 	args[2] = make_array(outcome, NULL, m, CHAROID);
-	ret = SPI_execute_plan(webhooks_prepare_once(&health_plan, health_sql, 3,
+	args[3] = make_array(elapsed, NULL, m, INT4OID);
+	ret = SPI_execute_plan(webhooks_prepare_once(&health_plan, health_sql, 4,
 												 types),
 						   args, NULL, false, 0);
 	if (ret != SPI_OK_INSERT)
@@ -741,7 +756,10 @@ webhooks_queue_disable_due(pg_uuid_t *ids, int n, int disable_after_s,
 	return (int) noff;
 }
 
-/* Health rows of webhooks deleted since (no foreign key removes them). */
+/*
+ * Health rows of webhooks deleted since (no foreign key removes them), and
+ * hourly figures older than webhook_stats reads.
+ */
 void
 webhooks_queue_forget_deleted(void)
 {
@@ -751,5 +769,12 @@ webhooks_queue_forget_deleted(void)
 
 	if (ret != SPI_OK_DELETE)
 		elog(ERROR, "could not forget deleted webhooks: %s",
+			 SPI_result_code_string(ret));
+	ret = SPI_execute("DELETE FROM webhooks.webhook_hourly h"
+					  " WHERE h.hour < now() - interval '2 days'"
+					  " OR NOT EXISTS (SELECT 1 FROM webhooks.webhooks w"
+					  " WHERE w.id = h.webhook_id)", false, 0);
+	if (ret != SPI_OK_DELETE)
+		elog(ERROR, "could not forget old hourly figures: %s",
 			 SPI_result_code_string(ret));
 }
