@@ -883,6 +883,15 @@ scenario_scale() {
 		       (SELECT array_agg(id ORDER BY community_id) AS ids FROM webhooks.webhooks
 		        WHERE community_id LIKE 'logs%') w" >/dev/null
 	done
+	# what the worker would have counted for webhook_stats as it went
+	q -c "
+	  INSERT INTO webhooks.webhook_hourly (webhook_id, hour, bucket, attempts, successes)
+	  SELECT webhook_id, date_trunc('hour', created_at),
+	         width_bucket(response_time_ms, webhooks.response_buckets()),
+	         count(*), count(*) FILTER (WHERE error IS NULL)
+	  FROM webhooks.delivery_attempts
+	  WHERE created_at >= now() - interval '2 days' GROUP BY 1, 2, 3
+	  ON CONFLICT DO NOTHING" >/dev/null
 	q -c "ANALYZE webhooks.delivery_attempts" >/dev/null
 	t1=$(now)
 	id=$(q -c "SELECT id FROM webhooks.webhooks WHERE community_id = 'logs0'")
