@@ -315,8 +315,9 @@ webhooks_get(PG_FUNCTION_ARGS)
  *
  * Any subset of the fields; NULL leaves a field as it is ('{}' removes the
  * headers, '$' the filter).  Setting is_active either way is a person's
- * decision: it clears why the worker switched the webhook off, and
- * activating starts its failing span (webhooks.disable_after) afresh.
+ * decision: it clears why the worker switched the webhook off; activating
+ * it, or giving it a new url, starts its failing span
+ * (webhooks.disable_after) afresh.
  * When a webhook is deactivated, its pending deliveries are marked failed
  * at once (they stay visible and are not sent); attempts already in
  * flight finish.
