@@ -327,10 +327,10 @@ webhooks_update(PG_FUNCTION_ARGS)
 {
 	char	   *community_id = check_community_id(fcinfo, 0);
 	pg_uuid_t  *id = check_webhook_id(fcinfo, 1);
-	Oid			types[8] = {TEXTOID, UUIDOID, TEXTOID, TEXTARRAYOID, BOOLOID,
-	JSONPATHOID, JSONBOID, BOOLOID};
-	Datum		values[8];
-	char		nulls[8] = {' ', ' ', 'n', 'n', 'n', 'n', 'n', ' '};
+	Oid			types[9] = {TEXTOID, UUIDOID, TEXTOID, TEXTARRAYOID, BOOLOID,
+	JSONPATHOID, JSONBOID, BOOLOID, BOOLOID};
+	Datum		values[9];
+	char		nulls[9] = {' ', ' ', 'n', 'n', 'n', 'n', 'n', ' ', ' '};
 	MemoryContext caller = CurrentMemoryContext;
 	Datum		result;
 	bool		any_change = false;
@@ -356,16 +356,19 @@ webhooks_update(PG_FUNCTION_ARGS)
 		nulls[4] = ' ';
 		any_change = true;
 	}
+	/*
+	 * filter and headers: $9 and $8 say whether each is given; given as
+	 * NULL ($6 for '$', $7 for '{}'), it is removed.
+	 */
+	values[8] = BoolGetDatum(v1_1 && !PG_ARGISNULL(5));
 	if (v1_1 && !PG_ARGISNULL(5))
 	{
 		bool		isnull;
 
-		(void) filter_arg(fcinfo, 5, &isnull);	/* checked; '$' kept */
-		values[5] = PG_GETARG_DATUM(5);
-		nulls[5] = ' ';
+		values[5] = filter_arg(fcinfo, 5, &isnull);
+		nulls[5] = isnull ? 'n' : ' ';
 		any_change = true;
 	}
-	/* $7: whether headers are given; $6 NULL then removes them */
 	values[7] = BoolGetDatum(v1_1 && !PG_ARGISNULL(6));
 	if (v1_1 && !PG_ARGISNULL(6))
 	{
@@ -403,14 +406,13 @@ webhooks_update(PG_FUNCTION_ARGS)
 				  "disabled_reason = CASE WHEN $5 IS NULL "
 				  "  THEN disabled_reason END, "
 				  "disabled_at = CASE WHEN $5 IS NULL THEN disabled_at END, "
-				  "filter = CASE WHEN $6 IS NULL THEN filter "
-				  "  WHEN $6::text = '$' THEN NULL ELSE $6 END, "
+				  "filter = CASE WHEN $9 THEN $6 ELSE filter END, "
 				  "headers = CASE WHEN $8 THEN $7 ELSE headers END, "
 				  "updated_at = pg_catalog.now() "
 				  "WHERE community_id OPERATOR(pg_catalog.=) $1 "
 				  "AND id OPERATOR(pg_catalog.=) $2 "
 				  "RETURNING " WEBHOOK_COLUMNS,
-				  8, types, values, nulls, false, SPI_OK_UPDATE_RETURNING);
+				  9, types, values, nulls, false, SPI_OK_UPDATE_RETURNING);
 	if (SPI_processed == 0)
 		webhooks_raise_not_found(community_id, id);
 	result = first_row_as_result(fcinfo, caller);

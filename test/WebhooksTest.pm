@@ -22,7 +22,7 @@ use Time::HiRes qw(time usleep);
 
 our @EXPORT = qw(certs init_node new_node start_receiver stop_receiver requests
   wait_until verify_signature signature_secrets create_webhook wait_for_worker
-  wait_for_requests);
+  wait_for_requests fails_with);
 
 my $test_dir = dirname(__FILE__);
 my @receivers;
@@ -210,6 +210,17 @@ sub signature_secrets
 	}
 	return map { exists $by_mac{$_} ? ($by_mac{$_}) : () }
 	  split(' ', $h->{'webhook-signature'} // '');
+}
+
+# Run SQL on $node that must fail (extra psql options may follow);
+# returns (SQLSTATE, message), or ('', "succeeded: ...") if it did not.
+sub fails_with
+{
+	my ($node, $sql, @params) = @_;
+	my ($rc, $out, $err) =
+	  $node->psql('postgres', "\\set VERBOSITY verbose\n$sql", @params);
+	return ('', "succeeded: $out") if $rc == 0;
+	return $err =~ /ERROR:\s+([0-9A-Z]{5}):\s+(.*)/ ? ($1, $2) : ('', $err);
 }
 
 # Create a webhook; returns (id, secret).

@@ -42,16 +42,6 @@ sub ping
 	return \%res;
 }
 
-# Run SQL that must fail; returns (SQLSTATE, message).
-sub fails_with
-{
-	my ($sql) = @_;
-	my ($rc, $out, $err) =
-	  $node->psql('postgres', "\\set VERBOSITY verbose\n$sql");
-	return ('', "succeeded: $out") if $rc == 0;
-	return $err =~ /ERROR:\s+([0-9A-Z]{5}):\s+(.*)/ ? ($1, $2) : ('', $err);
-}
-
 # Point the webhook at another path.  A direct UPDATE, not webhook_update,
 # which this file does not test (and which must not hide what it does).
 sub set_url
@@ -243,7 +233,7 @@ is(scalar(grep { $_->{path} eq '/status/200?inactive' } requests($recv)), 1,
 
 my ($foreign) = create_webhook($node, 'c2', "$recv->{base}/status/200?foreign",
 	'{member.joined}');
-my ($state, $msg) = fails_with(
+my ($state, $msg) = fails_with($node,
 	"SELECT * FROM webhooks.webhook_test('c1', '$foreign')");
 is($state, 'P0002', 'another community\'s webhook: SQLSTATE P0002');
 like($msg, qr/not found/i, '... message says not found');
@@ -254,7 +244,7 @@ is($node->safe_psql('postgres',
 	'0', '... and nothing was logged for it');
 
 $node->safe_psql('postgres', "SELECT webhooks.webhook_delete('c1', '$idle')");
-($state, $msg) = fails_with("SELECT * FROM webhooks.webhook_test('c1', '$idle')");
+($state, $msg) = fails_with($node, "SELECT * FROM webhooks.webhook_test('c1', '$idle')");
 is($state, 'P0002', 'deleted webhook: SQLSTATE P0002');
 like($msg, qr/not found/i, '... message says not found');
 

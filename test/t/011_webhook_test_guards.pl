@@ -30,16 +30,6 @@ sub ping
 	return \%res;
 }
 
-# Run SQL that must fail; returns (SQLSTATE, message).
-sub fails_with
-{
-	my ($node, $sql, @params) = @_;
-	my ($rc, $out, $err) =
-	  $node->psql('postgres', "\\set VERBOSITY verbose\n$sql", @params);
-	return ('', "succeeded: $out") if $rc == 0;
-	return $err =~ /ERROR:\s+([0-9A-Z]{5}):\s+(.*)/ ? ($1, $2) : ('', $err);
-}
-
 my $recv = start_receiver();
 my $port = $recv->{port};
 

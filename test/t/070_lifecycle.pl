@@ -103,16 +103,6 @@ sub metrics
 	return row("(SELECT * FROM webhooks.metrics WHERE webhook_id = '$_[0]')");
 }
 
-# Run SQL that must fail; returns (SQLSTATE, message).
-sub fails_with
-{
-	my ($sql) = @_;
-	my ($rc, $out, $err) =
-	  $node->psql('postgres', "\\set VERBOSITY verbose\n$sql");
-	return ('', "succeeded: $out") if $rc == 0;
-	return $err =~ /ERROR:\s+([0-9A-Z]{5}):\s+(.*)/ ? ($1, $2) : ('', $err);
-}
-
 # The most recent webhook_test request to the path (the receiver logs a
 # request before answering it, so it is there when webhook_test returns).
 sub last_ping
@@ -429,7 +419,7 @@ pass('an erroring filter did not stop the read: the next event arrived');
 ok(poll(q{SELECT count(*) = 0 FROM webhooks.deliveries WHERE state = 'pending'}),
 	'and nothing is left pending');
 # A filter with a variable could only fail: refused.
-my ($vcode) = fails_with(q{SELECT webhooks.webhook_update('filter', '} . $ffil
+my ($vcode) = fails_with($node, q{SELECT webhooks.webhook_update('filter', '} . $ffil
 	  . q{', filter => '$ ? (@.amount_cents > $min)')});
 is($vcode, '22023', 'a filter with a variable is refused (22023)');
 
@@ -491,11 +481,11 @@ ok($ping && !exists $ping->{headers}{'x-api-key'} && !exists $ping->{headers}{'x
 	'nor does the next webhook_test');
 
 # Names the extension sets itself may not be overridden, in any case.
-my ($state, $msg) = fails_with(
+my ($state, $msg) = fails_with($node,
 	"SELECT webhooks.webhook_create('headers', '$base/hdr2', '{member.joined}', "
 	  . q{headers => '{"Content-Type": "text/plain"}')});
 is($state, '22023', 'a Content-Type header is refused (22023)') or diag($msg);
-($state, $msg) = fails_with(
+($state, $msg) = fails_with($node,
 	"SELECT webhooks.webhook_update('headers', '$hid', "
 	  . q{headers => '{"Webhook-Signature": "v1,forged"}')});
 is($state, '22023', 'a Webhook-Signature header is refused by webhook_update (22023)') or diag($msg);
