@@ -48,68 +48,72 @@ COMMENT ON TABLE webhooks.events_default IS
 'Events emitted while no partition for their day existed (worker not running)';
 
 /*
- * Where the worker has read up to: the snapshot of its last read.  An
- * event is read once its transaction is visible in a read's snapshot and
- * was not in the previous one's.  Not dumped: a restored database starts
- * reading from its own present, and reads no event older than that (the
- * txids of restored events are another server's).
+ * Where reading stands: every event of a transaction visible in
+ * `snapshot` is done (its deliveries made, failed or queued), and so are
+ * the events of the window from `snapshot` to `upto` up to (after_txid,
+ * after_id) in (txid, id) order, when upto is set.  An event is read once
+ * its transaction is visible in a read's snapshot and was not in the
+ * previous one's.  The delivery worker reads ahead of this position into
+ * memory and moves it only when all it read before is done, so after a
+ * crash it reads again from here (src/reader.c).  Not dumped: a restored
+ * database starts reading from its own present, and reads no event older
+ * than that (the txids of restored events are another server's).
  */
 CREATE TABLE webhooks.reader (
     one        boolean PRIMARY KEY DEFAULT true CHECK (one),
     snapshot   pg_snapshot NOT NULL,
     read_at    timestamptz NOT NULL DEFAULT now(),
-    since      timestamptz NOT NULL DEFAULT now()
+    since      timestamptz NOT NULL DEFAULT now(),
+    upto       pg_snapshot,
+    after_txid xid8,
+    after_id   uuid,
+    CHECK ((upto IS NULL) = (after_txid IS NULL)
+           AND (upto IS NULL) = (after_id IS NULL))
 );
+COMMENT ON COLUMN webhooks.reader.read_at IS
+'When `snapshot` was taken: attempts of the events read after it are no older';
 COMMENT ON COLUMN webhooks.reader.since IS
 'When reading began in this database: older events (restored from a dump, whose txids belong to another server) are never read';
+COMMENT ON COLUMN webhooks.reader.upto IS
+'A window begun after `snapshot`, done up to (after_txid, after_id)';
 INSERT INTO webhooks.reader (snapshot) VALUES (pg_current_snapshot());
 COMMENT ON TABLE webhooks.reader IS
-'The delivery worker''s read position: the snapshot of its last read of webhooks.events';
+'Where reading webhooks.events stands: what is done (the worker reads ahead of it in memory)';
 
 /*
- * One read of the delivery worker (src/reader.c explains the method): the
- * events of the transactions that are visible in this statement's
- * snapshot and were not in the previous read's become one delivery per
- * active subscribed webhook of their community (whose filter, if any, the
- * payload matches), and the position moves, all in one statement.  The
- * worker calls it when woken by a commit and at least once a second; an
- * operator may call it to read now.
+ * The deliveries of the events of one window (the transactions visible in
+ * cur and not in prev), after (after_txid, after_id) in (txid, id) order:
+ * one per active subscribed webhook of the event's community whose filter,
+ * if any, the payload matches.  With dedupe, deliveries that already have
+ * a queue row or an attempt logged since dedupe_since are left out: a
+ * window read again after a crash repeats only what was in flight.
  */
-CREATE FUNCTION webhooks.read_events(OUT events bigint, OUT queued bigint)
+CREATE FUNCTION webhooks.queue_window(prev pg_snapshot, cur pg_snapshot,
+                                      after_txid xid8, after_id uuid,
+                                      since timestamptz, dedupe_since timestamptz,
+                                      OUT events bigint, OUT queued bigint)
 RETURNS record
-LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+LANGUAGE sql VOLATILE PARALLEL UNSAFE
 SET search_path = pg_catalog, pg_temp
 AS $$
-BEGIN
-    -- A transaction's own events count as committed in its own snapshot:
-    -- a read there would skip what it emits after.
-    IF pg_current_xact_id_if_assigned() IS NOT NULL THEN
-        RAISE EXCEPTION 'webhooks.read_events() must not run in a transaction that has written'
-            USING ERRCODE = 'active_sql_transaction',
-                  HINT = 'Call it in a transaction of its own.';
-    END IF;
-    -- One read at a time (the worker's, or an operator's): the statement
-    -- below then takes its snapshot after the previous read committed.
-    PERFORM 1 FROM webhooks.reader FOR UPDATE;
-    WITH pos AS (
-        SELECT r.snapshot AS prev, pg_current_snapshot() AS cur, r.since
-        FROM webhooks.reader r
-    ), ev AS (
-        -- started after the previous read, committed since
+    WITH ev AS (
+        -- in progress at prev, committed since
         SELECT e.id, e.type, e.community_id, e.created_at, e.txid,
-               e.payload_bytes
-        FROM pos, webhooks.events e
-        WHERE e.txid >= pg_snapshot_xmax(pos.prev)
-          AND e.txid < pg_snapshot_xmax(pos.cur)
-          AND pg_visible_in_snapshot(e.txid, pos.cur)
-          AND e.created_at >= pos.since
+               e.payload_bytes, e.payload
+        FROM pg_snapshot_xip(prev) x(txid), webhooks.events e
+        WHERE e.txid = x.txid AND pg_visible_in_snapshot(x.txid, cur)
+          AND (e.txid, e.id) > (after_txid, after_id)
+          AND e.created_at >= since
         UNION ALL
-        -- in progress at the previous read, committed since
+        -- started after prev, committed since
         SELECT e.id, e.type, e.community_id, e.created_at, e.txid,
-               e.payload_bytes
-        FROM pos, pg_snapshot_xip(pos.prev) x(txid), webhooks.events e
-        WHERE e.txid = x.txid AND pg_visible_in_snapshot(x.txid, pos.cur)
-          AND e.created_at >= pos.since
+               e.payload_bytes, e.payload
+        FROM webhooks.events e
+        WHERE e.txid >= pg_snapshot_xmax(prev)
+          AND e.txid < pg_snapshot_xmax(cur)
+          AND pg_visible_in_snapshot(e.txid, cur)
+          AND (e.txid, e.id) > (after_txid, after_id)
+          AND e.created_at >= since
     ), q AS (
         INSERT INTO webhooks.deliveries
                (webhook_id, event_id, event, community_id, emitted_at,
@@ -120,24 +124,78 @@ BEGIN
           ON w.community_id = ev.community_id AND w.is_active
          AND ev.type = ANY (w.events)
          AND date_trunc('milliseconds', w.created_at) <= ev.created_at
-         -- a filter looks at the payload (one probe of the same index)
-         AND (w.filter IS NULL OR EXISTS (
-                SELECT 1 FROM webhooks.events p
-                WHERE p.txid = ev.txid AND p.id = ev.id
-                  AND p.created_at = ev.created_at
-                  AND webhooks.filter_matches(p.payload, w.filter)))
-        RETURNING 1
-    ), moved AS (
-        UPDATE webhooks.reader r SET snapshot = pos.cur, read_at = now()
-        FROM pos
+         AND (w.filter IS NULL OR webhooks.filter_matches(ev.payload, w.filter))
+        WHERE dedupe_since IS NULL OR (
+              NOT EXISTS (SELECT 1 FROM webhooks.deliveries d
+                          WHERE d.event_id = ev.id AND d.webhook_id = w.id)
+              AND NOT EXISTS (SELECT 1 FROM webhooks.delivery_attempts a
+                              WHERE a.webhook_id = w.id
+                                AND a.created_at >= dedupe_since
+                                AND a.event_id = ev.id))
+        -- in the order of reading, and of the webhooks' creation
+        ORDER BY ev.txid, ev.id, w.created_at, w.id
         RETURNING 1
     )
     SELECT (SELECT count(*) FROM ev), (SELECT count(*) FROM q)
-    INTO events, queued;
+$$;
+COMMENT ON FUNCTION webhooks.queue_window(pg_snapshot, pg_snapshot, xid8, uuid, timestamptz, timestamptz) IS
+'Queue the deliveries of one window of events (used by read_events)';
+REVOKE ALL ON FUNCTION webhooks.queue_window(pg_snapshot, pg_snapshot, xid8, uuid, timestamptz, timestamptz) FROM PUBLIC;
+
+/*
+ * Read, as the delivery worker would, the events committed since the
+ * position, queue their deliveries and move the position, in one
+ * transaction.  For a database whose worker is not running (tests, or an
+ * operator between restarts): the running worker reads on its own, into
+ * memory, holding the advisory lock checked here.  What a worker may
+ * already have sent from a partial window, or after the position, is
+ * left out (dedupe), so nothing is sent twice for it.
+ */
+CREATE FUNCTION webhooks.read_events(OUT events bigint, OUT queued bigint)
+RETURNS record
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    pos webhooks.reader;
+    cur pg_snapshot;
+    e1 bigint := 0;
+    q1 bigint := 0;
+BEGIN
+    -- A transaction's own events count as committed in its own snapshot:
+    -- a read there would skip what it emits after.
+    IF pg_current_xact_id_if_assigned() IS NOT NULL THEN
+        RAISE EXCEPTION 'webhooks.read_events() must not run in a transaction that has written'
+            USING ERRCODE = 'active_sql_transaction',
+                  HINT = 'Call it in a transaction of its own.';
+    END IF;
+    -- The worker's lock (src/reader.c: WEBHOOKS_READER_LOCK).
+    IF NOT pg_try_advisory_xact_lock(2011963244, 1) THEN
+        RAISE EXCEPTION 'the delivery worker of this database is reading its events'
+            USING ERRCODE = 'object_in_use',
+                  HINT = 'It reads what is committed by itself, moments after commit.';
+    END IF;
+    -- One read at a time; the statements below take their snapshots after
+    -- the previous read committed.
+    SELECT * INTO pos FROM webhooks.reader FOR UPDATE;
+    cur := pg_current_snapshot();
+    IF pos.upto IS NOT NULL THEN
+        SELECT w.events, w.queued INTO e1, q1
+        FROM webhooks.queue_window(pos.snapshot, pos.upto, pos.after_txid,
+                                   pos.after_id, pos.since, pos.read_at) w;
+        pos.snapshot := pos.upto;
+    END IF;
+    SELECT w.events + e1, w.queued + q1 INTO events, queued
+    FROM webhooks.queue_window(pos.snapshot, cur, '0',
+                               '00000000-0000-0000-0000-000000000000',
+                               pos.since, pos.read_at) w;
+    UPDATE webhooks.reader r
+    SET snapshot = cur, read_at = now(), upto = NULL, after_txid = NULL,
+        after_id = NULL;
 END
 $$;
 COMMENT ON FUNCTION webhooks.read_events() IS
-'Queue the deliveries of the events committed since the last read (what the worker runs)';
+'Queue the deliveries of the events committed since the last read, where no delivery worker runs';
 REVOKE ALL ON FUNCTION webhooks.read_events() FROM PUBLIC;
 
 -- 1.0's queue rows become events (one per event id) ... (no 1.0 emit may
@@ -166,6 +224,9 @@ UPDATE webhooks.deliveries SET state = 'pending' WHERE state = 'sending';
 -- does not hold (left by an earlier worker, or restored from a dump).
 CREATE INDEX deliveries_sending_idx ON webhooks.deliveries (id)
     WHERE state = 'sending';
+-- A delivery by its event: a window read again after a crash leaves out
+-- what was queued from it before (src/reader.c).
+CREATE INDEX deliveries_event_idx ON webhooks.deliveries (event_id);
 COMMENT ON TABLE webhooks.deliveries IS
 'Deliveries the worker has queued and not finished: pending, being sent, or failed after the last retry';
 

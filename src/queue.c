@@ -20,6 +20,7 @@
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
 #include "utils/uuid.h"
+#include "utils/xid8.h"
 
 #include "queue.h"
 #include "webhooks.h"
@@ -383,11 +384,6 @@ webhooks_queue_next_due(HeldRequests *held, TimestampTz *due)
 	return !isnull;
 }
 
-/*
- * Record a batch of attempts: a log row each (unless the webhook is gone),
- * and for real deliveries, delete the delivered ones and reschedule or
- * fail the rest.  n must be at least 1.
- */
 /* Run a statement over an int8 array; the ids it returns, sorted. */
 static int64 *
 ids_from(SPIPlanPtr *plan, const char *sql, Datum *ids, int n, int *nout)
@@ -441,7 +437,7 @@ lock_deliveries(AttemptRecord *records, int n, bool *deferred)
 
 	memset(deferred, 0, sizeof(bool) * n);
 	for (int i = 0; i < n; i++)
-		if (records[i].outcome != OUTCOME_TEST)
+		if (records[i].delivery_id != 0)
 			ids[nids++] = Int64GetDatum(records[i].delivery_id);
 	if (nids == 0)
 		return 0;
@@ -456,7 +452,7 @@ lock_deliveries(AttemptRecord *records, int n, bool *deferred)
 	/* not locked: gone (deleted with its webhook), or held by someone */
 	held = ids_from(&exists_plan, exists_sql, missed, nmissed, &nheld);
 	for (int i = 0; i < n; i++)
-		if (records[i].outcome != OUTCOME_TEST &&
+		if (records[i].delivery_id != 0 &&
 			contains(held, nheld, records[i].delivery_id))
 		{
 			deferred[i] = true;
@@ -466,9 +462,118 @@ lock_deliveries(AttemptRecord *records, int n, bool *deferred)
 }
 
 /*
+ * Deliveries read from the events that are not done get their queue row:
+ * pending to be retried or to be sent from the queue (spilled: it waited
+ * too long in memory for its endpoint, or its webhook changed), while the
+ * webhook is active, else failed.  Nothing for a webhook deleted meanwhile.  The webhook is read,
+ * never locked.
+ */
+static const char *queue_read_sql =
+"INSERT INTO webhooks.deliveries (webhook_id, event_id, event, community_id,"
+"       emitted_at, event_txid, payload_bytes, state, attempts,"
+"       next_attempt_at, last_attempt_at, last_status, last_error)"
+"SELECT r.webhook_id, r.event_id, r.event, r.community_id, r.emitted_at,"
+"       r.event_txid, r.payload_bytes,"
+"       CASE WHEN r.outcome IN ('s', 'r') AND w.is_active"
+"         THEN 'pending' ELSE 'failed' END,"
+"       r.attempts, coalesce(r.next_attempt_at, now()), r.last_attempt_at,"
+"       r.last_status,"
+"       CASE WHEN r.outcome = 's' AND NOT w.is_active"
+"         THEN 'webhook deactivated' ELSE r.last_error END"
+"  FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[],"
+"              $5::timestamptz[], $6::xid8[], $7::int4[], $8::\"char\"[],"
+"              $9::int4[], $10::timestamptz[], $11::timestamptz[],"
+"              $12::int4[], $13::text[])"
+"    AS r(webhook_id, event_id, event, community_id, emitted_at, event_txid,"
+"         payload_bytes, outcome, attempts, next_attempt_at, last_attempt_at,"
+"         last_status, last_error)"
+"  JOIN webhooks.webhooks w ON w.id = r.webhook_id";
+
+static SPIPlanPtr queue_read_plan = NULL;
+
+static void
+queue_read(AttemptRecord *records, int n)
+{
+	Oid			types[13] = {UUIDARRAYOID, UUIDARRAYOID, TEXTARRAYOID,
+		TEXTARRAYOID, TIMESTAMPTZARRAYOID, get_array_type(XID8OID),
+		INT4ARRAYOID, get_array_type(CHAROID), INT4ARRAYOID,
+	TIMESTAMPTZARRAYOID, TIMESTAMPTZARRAYOID, INT4ARRAYOID, TEXTARRAYOID};
+	Datum		args[13];
+	pg_uuid_t  *webhook_ids = palloc(sizeof(pg_uuid_t) * n);
+	pg_uuid_t  *event_ids = palloc(sizeof(pg_uuid_t) * n);
+	Datum	   *event = palloc(sizeof(Datum) * n);
+	Datum	   *community = palloc(sizeof(Datum) * n);
+	Datum	   *emitted = palloc(sizeof(Datum) * n);
+	Datum	   *txid = palloc(sizeof(Datum) * n);
+	Datum	   *bytes = palloc(sizeof(Datum) * n);
+	Datum	   *outcome = palloc(sizeof(Datum) * n);
+	Datum	   *attempts = palloc(sizeof(Datum) * n);
+	Datum	   *next = palloc(sizeof(Datum) * n);
+	bool	   *next_null = palloc(sizeof(bool) * n);
+	Datum	   *last_at = palloc(sizeof(Datum) * n);
+	bool	   *last_null = palloc(sizeof(bool) * n);
+	Datum	   *status = palloc(sizeof(Datum) * n);
+	bool	   *status_null = palloc(sizeof(bool) * n);
+	Datum	   *error = palloc(sizeof(Datum) * n);
+	bool	   *error_null = palloc(sizeof(bool) * n);
+	int			m = 0;
+	int			ret;
+
+	for (int i = 0; i < n; i++)
+	{
+		AttemptRecord *r = &records[i];
+		bool		spilled = (r->outcome == OUTCOME_SPILL);
+
+		if (r->delivery_id != 0 || r->outcome == OUTCOME_TEST ||
+			r->outcome == OUTCOME_DELIVERED)
+			continue;
+		webhook_ids[m] = r->webhook_id;
+		event_ids[m] = r->event_id;
+		event[m] = CStringGetTextDatum(r->event);
+		community[m] = CStringGetTextDatum(r->community_id);
+		emitted[m] = TimestampTzGetDatum(r->emitted_at);
+		txid[m] = FullTransactionIdGetDatum(FullTransactionIdFromU64(r->event_txid));
+		bytes[m] = Int32GetDatum(r->payload_bytes);
+		outcome[m] = CharGetDatum((char) r->outcome);
+		attempts[m] = Int32GetDatum(spilled ? 0 : r->attempt);
+		next_null[m] = (r->outcome != OUTCOME_RETRY);
+		next[m] = TimestampTzGetDatum(r->next_attempt_at);
+		last_null[m] = spilled;
+		last_at[m] = TimestampTzGetDatum(r->started_at);
+		status_null[m] = spilled || r->status_code == 0;
+		status[m] = Int32GetDatum(r->status_code);
+		error_null[m] = spilled || r->error == NULL;
+		error[m] = error_null[m] ? (Datum) 0 : CStringGetTextDatum(r->error);
+		m++;
+	}
+	if (m == 0)
+		return;
+	args[0] = uuid_array(webhook_ids, m);
+	args[1] = uuid_array(event_ids, m);
+	args[2] = make_array(event, NULL, m, TEXTOID);
+	args[3] = make_array(community, NULL, m, TEXTOID);
+	args[4] = make_array(emitted, NULL, m, TIMESTAMPTZOID);
+	args[5] = make_array(txid, NULL, m, XID8OID);
+	args[6] = make_array(bytes, NULL, m, INT4OID);
+	args[7] = make_array(outcome, NULL, m, CHAROID);
+	args[8] = make_array(attempts, NULL, m, INT4OID);
+	args[9] = make_array(next, next_null, m, TIMESTAMPTZOID);
+	args[10] = make_array(last_at, last_null, m, TIMESTAMPTZOID);
+	args[11] = make_array(status, status_null, m, INT4OID);
+	args[12] = make_array(error, error_null, m, TEXTOID);
+	ret = SPI_execute_plan(webhooks_prepare_once(&queue_read_plan,
+												 queue_read_sql, 13, types),
+						   args, NULL, false, 0);
+	if (ret != SPI_OK_INSERT)
+		elog(ERROR, "could not queue deliveries: %s",
+			 SPI_result_code_string(ret));
+}
+
+/*
  * Record a batch of attempts: a log row each (unless the webhook is gone),
- * and for real deliveries, delete the delivered ones and reschedule or
- * fail the rest.  An attempt whose delivery an application's transaction
+ * and for queued deliveries, delete the delivered ones and reschedule or
+ * fail the rest; read ones that are not done get a queue row (spilled
+ * ones: that row only).  An attempt whose delivery an application's transaction
  * has locked is left out and marked in deferred[] (n entries), for the
  * caller to record later.  Returns how many were deferred.
  */
@@ -504,7 +609,7 @@ webhooks_queue_record(AttemptRecord *records, int n, bool *deferred)
 	{
 		AttemptRecord *r = &records[i];
 
-		if (deferred[i])
+		if (deferred[i] || r->outcome == OUTCOME_SPILL)
 			continue;
 		ids[m] = Int64GetDatum(r->delivery_id);
 		webhook_ids[m] = r->webhook_id;
@@ -525,6 +630,7 @@ webhooks_queue_record(AttemptRecord *records, int n, bool *deferred)
 		next[m] = TimestampTzGetDatum(r->next_attempt_at);
 		m++;
 	}
+	queue_read(records, n);
 	if (m == 0)
 		return ndeferred;
 
@@ -733,6 +839,8 @@ webhooks_queue_disable_due(pg_uuid_t *ids, int n, int disable_after_s,
 			 SPI_result_code_string(ret));
 	off = SPI_tuptable;
 	noff = SPI_processed;
+	if (noff > 0)
+		webhooks_changed_at_commit();	/* what waits in memory stays unsent */
 
 	for (uint64 i = 0; i < noff; i++)
 	{

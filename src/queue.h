@@ -13,16 +13,25 @@
 #include "utils/timestamp.h"
 #include "utils/uuid.h"
 
-/* A claimed delivery, as the worker needs it to send one attempt. */
+/* A page of events the worker read (reader.c) */
+typedef struct ReadPage ReadPage;
+
+/*
+ * A delivery to attempt: claimed from the queue (id is its row), or read
+ * from the events (id 0, page its page; it has no row until it fails).
+ */
 typedef struct Delivery
 {
 	int64		id;
+	ReadPage   *page;
 	pg_uuid_t	webhook_id;
 	pg_uuid_t	event_id;
 	char	   *event;
 	char	   *community_id;
 	char	   *payload;		/* NULL if the event is no longer kept */
 	TimestampTz emitted_at;
+	uint64		event_txid;
+	int32		payload_bytes;
 	int			attempts;		/* attempts made before this one */
 	char	   *url;			/* NULL if the webhook is gone or inactive */
 	char	   *secret;
@@ -38,13 +47,22 @@ typedef enum AttemptOutcome
 	OUTCOME_FAILED = 'f',		/* failed for good */
 	OUTCOME_GONE = 'g',			/* 410 Gone: failed, and the webhook is
 								 * switched off */
-	OUTCOME_TEST = 't'			/* a webhook_test ping: log only */
+	OUTCOME_TEST = 't',			/* a webhook_test ping: log only */
+	OUTCOME_SPILL = 's'			/* read, not attempted: into the queue */
 } AttemptOutcome;
 
-/* One attempt to write to the log (and to apply to its delivery). */
+/*
+ * One attempt to write to the log (and to apply to its delivery: a read
+ * one that is not done gets its queue row, made of the fields below).
+ */
 typedef struct AttemptRecord
 {
-	int64		delivery_id;
+	int64		delivery_id;	/* 0: read, no queue row yet */
+	ReadPage   *page;
+	const char *community_id;
+	TimestampTz emitted_at;
+	uint64		event_txid;
+	int32		payload_bytes;
 	pg_uuid_t	webhook_id;
 	pg_uuid_t	event_id;
 	const char *event;
@@ -94,7 +112,14 @@ extern int	webhooks_queue_disable_due(pg_uuid_t *ids, int n,
 extern void webhooks_queue_forget_deleted(void);
 
 /* reader.c: committed events become deliveries */
-extern int64 webhooks_read_events(int64 *events);
+extern bool webhooks_reader_start(void);
+extern int	webhooks_reader_read(int limit, int64 byte_budget,
+								 Delivery **deliveries, MemoryContext cxt);
+extern bool webhooks_reader_more(void);
+extern int64 webhooks_reader_outstanding(void);
+extern void webhooks_reader_done(ReadPage *page, int n);
+extern void webhooks_reader_save(void);
+extern void webhooks_reader_forget_saved(void);
 
 /* partitions.c: daily partitions of the events and the log */
 extern bool webhooks_maintain_partitions(int64 retention_s);

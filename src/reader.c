@@ -1,62 +1,485 @@
 /*-------------------------------------------------------------------------
  *
  * reader.c
- *		Reading committed events and queueing their deliveries.
+ *		Reading committed events into deliveries, and where reading stands.
  *
  * emit() appends an event with its transaction's id (txid) and nothing
  * else; the worker turns events into deliveries after they commit.  Event
  * ids and times are made before commit, so a transaction that commits
  * late can hold lower ids than events already read: reading in id or time
- * order would skip it.  Instead, as PgQ does, each read takes a snapshot
- * and reads the events of the transactions that are visible in it and
- * were not visible in the previous read's snapshot (webhooks.reader):
+ * order would skip it.  Instead, as PgQ does, reading goes by windows
+ * between two snapshots: a window holds the events of the transactions
+ * visible in its end snapshot (cur) and not in its start (prev):
  *
- *   - txids from the previous snapshot's xmax up to the new one's xmax,
- *     visible in the new snapshot (they started after the previous read
- *     and have committed since), found by a range scan of (txid, id);
- *   - txids that were in progress at the previous read (its xip list)
- *     and are visible now, found one by one.
+ *   - txids from prev's xmax up to cur's xmax, visible in cur (they
+ *     started after prev was taken and have committed since), found by a
+ *     range scan of the (txid, id) index;
+ *   - txids that were in progress at prev (its xip list) and are visible
+ *     in cur, found one by one.
  *
- * A transaction still in progress now is in the new snapshot's xip list,
- * so the next read picks it up.  Nothing is skipped under any interleaving
- * of commits, long transactions and two-phase commit (the isolation specs
- * in specs/ show it), and nothing is read twice.
+ * A transaction still in progress at cur is in cur's xip list, so the next
+ * window holds it.  Nothing is skipped under any interleaving of commits,
+ * long transactions and two-phase commit (specs/reader.spec), and nothing
+ * is read twice.
  *
- * The read is one statement, in the extension's SQL function
- * webhooks.read_events(): it reads, queues one delivery per active
- * subscribed webhook of the event's community, and moves the read
- * position, so a crash at any moment loses no event and queues none twice.
- * The statement's own snapshot is the read's snapshot: everything it
- * counts as committed, it also sees.
+ * A window is read in pages, in (txid, id) order, each page up to a limit
+ * of events, straight into deliveries in the worker's memory (one per
+ * active subscribed webhook of the event's community whose filter matches):
+ * no row is written for a delivery that succeeds at its first attempt but
+ * its attempt's log row.  A delivery that fails, or waits too long for its
+ * endpoint, becomes a queue row (webhooks.deliveries) when its record is
+ * written.  Each page counts its deliveries not yet recorded; the position
+ * saved in webhooks.reader is the start of the oldest page with any left,
+ * so it moves only past what is recorded.
+ *
+ * After a crash the worker reads again from the saved position.  It may
+ * then meet deliveries the previous worker recorded after it saved that
+ * position; the windows that start before this worker did are read with
+ * dedupe, which leaves out every delivery that already has a queue row or
+ * an attempt logged since the position's snapshot was taken.  So a kill -9
+ * at any moment loses nothing and repeats only what was in flight.
+ *
+ * Only the worker reads while it runs: it holds an advisory lock, and
+ * webhooks.read_events() (the same method in SQL, queueing every delivery,
+ * for a database whose worker is not running) refuses to run without it.
  *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
+#include "catalog/pg_type.h"
 #include "executor/spi.h"
+#include "lib/ilist.h"
+#include "utils/builtins.h"
+#include "utils/fmgroids.h"
+#include "utils/memutils.h"
+#include "utils/uuid.h"
+#include "utils/xid8.h"
 
 #include "queue.h"
+#include "webhooks.h"
+
+/* The advisory lock of the reading worker (sql/webhooks--1.0.1--1.1.sql) */
+#define WEBHOOKS_READER_LOCK "2011963244, 1"
+
+/* A point in the order of reading (see webhooks.reader) */
+typedef struct ReadPosition
+{
+	char	   *snapshot;		/* every txid visible here is done */
+	TimestampTz snapshot_at;	/* when it was taken (or earlier) */
+	char	   *upto;			/* a window begun after it, or NULL */
+	TimestampTz upto_at;
+	uint64		after_txid;		/* ... done up to here in that window */
+	pg_uuid_t	after_id;
+} ReadPosition;
+
+/* A page of events read, with its deliveries not yet recorded */
+struct ReadPage
+{
+	dlist_node	node;
+	ReadPosition start;			/* where reading stood before it */
+	int64		outstanding;
+};
+
+static MemoryContext reader_cxt = NULL;
+static ReadPosition far;		/* where the next page starts */
+static ReadPosition saved;		/* what webhooks.reader says */
+static TimestampTz since;		/* webhooks.reader.since */
+static TimestampTz started_at;	/* when this worker began reading */
+static dlist_head pages = DLIST_STATIC_INIT(pages);
+static int64 outstanding_total = 0;
+static bool window_full = false;	/* the last page was full */
+
+static SPIPlanPtr page_plan = NULL;
+static SPIPlanPtr page_dedupe_plan = NULL;
+static SPIPlanPtr save_plan = NULL;
 
 /*
- * Read the events committed since the last read and queue their
- * deliveries.  Runs in the caller's transaction, with SPI connected.
- * Returns how many deliveries were queued; *events gets how many events
- * were read.
+ * The deliveries of up to $6 events of the window ($1, $2) after ($3, $4)
+ * in (txid, id) order, no more payload bytes than $7 (but one event at
+ * least), with one row (and no webhook) for an event nobody receives; each
+ * row says how many events the page holds, and how many there were before
+ * the bytes were counted.
  */
-int64
-webhooks_read_events(int64 *events)
+#define PAGE_EVENTS(cond) \
+"(SELECT e.txid, e.id, e.type, e.community_id, e.created_at," \
+"        e.payload_bytes, e.payload" \
+" FROM webhooks.events e" \
+" WHERE " cond \
+"   AND (e.txid, e.id) > ($3, $4) AND e.created_at >= $5" \
+" ORDER BY e.txid, e.id LIMIT $6)"
+
+#define PAGE_SQL(dedupe) \
+"WITH p AS MATERIALIZED (" \
+"  SELECT u.*, row_number() OVER w AS n, sum(u.payload_bytes) OVER w AS bytes" \
+"  FROM (SELECT * FROM (" \
+PAGE_EVENTS("e.txid = ANY (ARRAY(SELECT x FROM pg_snapshot_xip($1) x" \
+			"                    WHERE pg_visible_in_snapshot(x, $2)))") \
+"    UNION ALL " \
+PAGE_EVENTS("e.txid >= pg_snapshot_xmax($1) AND e.txid < pg_snapshot_xmax($2)" \
+			"   AND pg_visible_in_snapshot(e.txid, $2)") \
+"    ) a ORDER BY a.txid, a.id LIMIT $6) u" \
+"  WINDOW w AS (ORDER BY u.txid, u.id)" \
+"), ev AS MATERIALIZED (" \
+"  SELECT p.*, p.payload::text AS body FROM p WHERE p.n = 1 OR p.bytes <= $7" \
+") " \
+"SELECT ev.txid, ev.id, ev.type, ev.community_id, ev.created_at," \
+"       ev.payload_bytes, ev.body, w.id, w.url, w.secret," \
+"       " WEBHOOKS_PREVIOUS_SECRET_SQL("w") "," \
+"       " WEBHOOKS_HEADER_LINES_SQL("w") "," \
+"       (SELECT count(*) FROM ev), (SELECT count(*) FROM p)" \
+"  FROM ev LEFT JOIN webhooks.webhooks w" \
+"    ON w.community_id = ev.community_id AND w.is_active" \
+"   AND ev.type = ANY (w.events)" \
+"   AND date_trunc('milliseconds', w.created_at) <= ev.created_at" \
+"   AND (w.filter IS NULL OR webhooks.filter_matches(ev.payload, w.filter))" \
+dedupe
+
+static const char *page_sql = PAGE_SQL("");
+
+/* After a crash: leave out what already has a queue row or a log row. */
+static const char *page_dedupe_sql = PAGE_SQL(
+"   AND NOT EXISTS (SELECT 1 FROM webhooks.deliveries d"
+"                   WHERE d.event_id = ev.id AND d.webhook_id = w.id)"
+"   AND NOT EXISTS (SELECT 1 FROM webhooks.delivery_attempts a"
+"                   WHERE a.webhook_id = w.id AND a.created_at >= $8"
+"                     AND a.event_id = ev.id)");
+
+static const char *save_sql =
+"UPDATE webhooks.reader SET snapshot = $1::pg_snapshot, read_at = $2,"
+" upto = $3::pg_snapshot, after_txid = $4, after_id = $5";
+
+static Datum
+snapshot_datum(const char *text)
+{
+	return OidInputFunctionCall(F_PG_SNAPSHOT_IN, (char *) text, InvalidOid, -1);
+}
+
+static Datum
+xid8_datum(uint64 xid)
+{
+	return FullTransactionIdGetDatum(FullTransactionIdFromU64(xid));
+}
+
+static char *
+keep(const char *s)
+{
+	return s ? MemoryContextStrdup(reader_cxt, s) : NULL;
+}
+
+static void
+copy_position(ReadPosition *to, const ReadPosition *from)
+{
+	if (to->snapshot)
+		pfree(to->snapshot);
+	if (to->upto)
+		pfree(to->upto);
+	*to = *from;
+	to->snapshot = keep(from->snapshot);
+	to->upto = keep(from->upto);
+}
+
+static bool
+same_position(const ReadPosition *a, const ReadPosition *b)
+{
+	return strcmp(a->snapshot, b->snapshot) == 0 &&
+		a->snapshot_at == b->snapshot_at &&
+		(a->upto == NULL) == (b->upto == NULL) &&
+		(a->upto == NULL ||
+		 (strcmp(a->upto, b->upto) == 0 && a->after_txid == b->after_txid &&
+		  memcmp(&a->after_id, &b->after_id, sizeof(pg_uuid_t)) == 0));
+}
+
+/*
+ * Take the reading lock and load the position.  Returns false if someone
+ * holds the lock (webhooks.read_events() at work): try again later.  In
+ * the caller's transaction, with SPI connected.
+ */
+bool
+webhooks_reader_start(void)
 {
 	bool		isnull;
+	SPITupleTable *t;
 	int			ret;
-	int64		queued;
 
-	ret = SPI_execute("SELECT events, queued FROM webhooks.read_events()",
+	ret = SPI_execute("SELECT pg_try_advisory_lock(" WEBHOOKS_READER_LOCK ")",
 					  false, 1);
 	if (ret != SPI_OK_SELECT || SPI_processed != 1)
+		elog(ERROR, "could not take the reader's lock: %s",
+			 SPI_result_code_string(ret));
+	if (!DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0],
+									SPI_tuptable->tupdesc, 1, &isnull)))
+		return false;
+
+	ret = SPI_execute("SELECT snapshot::text, read_at, since, upto::text,"
+					  " after_txid, after_id FROM webhooks.reader", false, 2);
+	if (ret != SPI_OK_SELECT || SPI_processed != 1)
+		elog(ERROR, "webhooks.reader must hold one row");
+	t = SPI_tuptable;
+
+	if (reader_cxt == NULL)
+		reader_cxt = AllocSetContextCreate(TopMemoryContext, "webhooks reader",
+										   ALLOCSET_SMALL_SIZES);
+	memset(&far, 0, sizeof(far));
+	far.snapshot = keep(SPI_getvalue(t->vals[0], t->tupdesc, 1));
+	far.snapshot_at = DatumGetTimestampTz(SPI_getbinval(t->vals[0], t->tupdesc,
+														2, &isnull));
+	since = DatumGetTimestampTz(SPI_getbinval(t->vals[0], t->tupdesc, 3,
+											  &isnull));
+	far.upto = keep(SPI_getvalue(t->vals[0], t->tupdesc, 4));
+	if (far.upto)
+	{
+		/* when upto was taken is not kept: no earlier than the snapshot */
+		far.upto_at = far.snapshot_at;
+		far.after_txid = U64FromFullTransactionId(
+			DatumGetFullTransactionId(SPI_getbinval(t->vals[0], t->tupdesc, 5,
+													&isnull)));
+		far.after_id = *DatumGetUUIDP(SPI_getbinval(t->vals[0], t->tupdesc, 6,
+													&isnull));
+	}
+	memset(&saved, 0, sizeof(saved));
+	copy_position(&saved, &far);
+	started_at = GetCurrentTransactionStartTimestamp();
+	window_full = false;
+	return true;
+}
+
+/* Deliveries read and not yet recorded. */
+int64
+webhooks_reader_outstanding(void)
+{
+	return outstanding_total;
+}
+
+/* Whether the last page was full: more of its window is waiting. */
+bool
+webhooks_reader_more(void)
+{
+	return window_full;
+}
+
+/* (txid, id) order */
+static int
+compare_event(uint64 txid_a, const pg_uuid_t *id_a, uint64 txid_b,
+			  const pg_uuid_t *id_b)
+{
+	if (txid_a != txid_b)
+		return txid_a < txid_b ? -1 : 1;
+	return memcmp(id_a, id_b, sizeof(pg_uuid_t));
+}
+
+/*
+ * Read a page of at most limit events and byte_budget payload bytes (but
+ * one event at least) of the window in progress (opening one, from the
+ * position to a snapshot taken now, if none is) into deliveries, copied
+ * into cxt, each with its page.  Returns how many.  In the caller's transaction, with SPI
+ * connected; no statement of it may have written yet.
+ */
+int
+webhooks_reader_read(int limit, int64 byte_budget, Delivery **deliveries,
+					 MemoryContext cxt)
+{
+	ReadPosition start;
+	Oid			types[8] = {PG_SNAPSHOTOID, PG_SNAPSHOTOID, XID8OID, UUIDOID,
+	TIMESTAMPTZOID, INT4OID, INT8OID, TIMESTAMPTZOID};
+	Datum		args[8];
+	bool		dedupe;
+	SPITupleTable *t;
+	Delivery   *result;
+	int64		nevents = 0;
+	int64		ncounted = 0;
+	uint64		last_txid = 0;
+	pg_uuid_t	last_id;
+	int			n = 0;
+	int			ret;
+	ReadPage   *page;
+
+	*deliveries = NULL;
+	if (far.upto == NULL)
+	{
+		bool		isnull;
+
+		ret = SPI_execute("SELECT pg_current_snapshot()::text, now()", true, 1);
+		if (ret != SPI_OK_SELECT || SPI_processed != 1)
+			elog(ERROR, "could not take a snapshot: %s",
+				 SPI_result_code_string(ret));
+		far.upto = keep(SPI_getvalue(SPI_tuptable->vals[0],
+									 SPI_tuptable->tupdesc, 1));
+		far.upto_at = DatumGetTimestampTz(SPI_getbinval(SPI_tuptable->vals[0],
+														SPI_tuptable->tupdesc,
+														2, &isnull));
+		far.after_txid = 0;
+		memset(&far.after_id, 0, sizeof(pg_uuid_t));
+	}
+	memset(&start, 0, sizeof(start));
+	copy_position(&start, &far);
+
+	/* a window begun before this worker: its predecessor may have read it */
+	dedupe = far.snapshot_at < started_at;
+	args[0] = snapshot_datum(far.snapshot);
+	args[1] = snapshot_datum(far.upto);
+	args[2] = xid8_datum(far.after_txid);
+	args[3] = UUIDPGetDatum(&far.after_id);
+	args[4] = TimestampTzGetDatum(since);
+	args[5] = Int32GetDatum(limit);
+	args[6] = Int64GetDatum(byte_budget);
+	args[7] = TimestampTzGetDatum(far.snapshot_at);
+	if (dedupe)
+		ret = SPI_execute_plan(webhooks_prepare_once(&page_dedupe_plan,
+													 page_dedupe_sql, 8, types),
+							   args, NULL, false, 0);
+	else
+		ret = SPI_execute_plan(webhooks_prepare_once(&page_plan, page_sql, 7,
+													 types),
+							   args, NULL, false, 0);
+	if (ret != SPI_OK_SELECT)
 		elog(ERROR, "could not read events: %s", SPI_result_code_string(ret));
-	*events = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
-										  SPI_tuptable->tupdesc, 1, &isnull));
-	queued = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
-										 SPI_tuptable->tupdesc, 2, &isnull));
-	return queued;
+
+	t = SPI_tuptable;
+	result = MemoryContextAllocZero(cxt, sizeof(Delivery) * Max(SPI_processed, 1));
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		HeapTuple	tup = t->vals[i];
+		TupleDesc	desc = t->tupdesc;
+		bool		isnull;
+		uint64		txid;
+		pg_uuid_t	id;
+		Datum		webhook;
+		Delivery   *d;
+		MemoryContext old;
+
+		nevents = DatumGetInt64(SPI_getbinval(tup, desc, 13, &isnull));
+		ncounted = DatumGetInt64(SPI_getbinval(tup, desc, 14, &isnull));
+		txid = U64FromFullTransactionId(
+			DatumGetFullTransactionId(SPI_getbinval(tup, desc, 1, &isnull)));
+		id = *DatumGetUUIDP(SPI_getbinval(tup, desc, 2, &isnull));
+		if (last_txid == 0 || compare_event(txid, &id, last_txid, &last_id) > 0)
+		{
+			last_txid = txid;
+			last_id = id;
+		}
+		webhook = SPI_getbinval(tup, desc, 8, &isnull);
+		if (isnull)
+			continue;			/* an event nobody receives */
+
+		d = &result[n++];
+		d->webhook_id = *DatumGetUUIDP(webhook);
+		d->event_id = id;
+		d->event_txid = txid;
+		d->emitted_at = DatumGetTimestampTz(SPI_getbinval(tup, desc, 5,
+														  &isnull));
+		d->payload_bytes = DatumGetInt32(SPI_getbinval(tup, desc, 6, &isnull));
+		old = MemoryContextSwitchTo(cxt);
+		d->event = SPI_getvalue(tup, desc, 3);
+		d->community_id = SPI_getvalue(tup, desc, 4);
+		d->payload = SPI_getvalue(tup, desc, 7);
+		d->url = SPI_getvalue(tup, desc, 9);
+		d->secret = SPI_getvalue(tup, desc, 10);
+		d->previous_secret = SPI_getvalue(tup, desc, 11);
+		d->header_lines = SPI_getvalue(tup, desc, 12);
+		MemoryContextSwitchTo(old);
+	}
+
+	/* move on: within the window, or past it when it is all read */
+	window_full = (ncounted >= limit || nevents < ncounted);
+	if (window_full)
+	{
+		far.after_txid = last_txid;
+		far.after_id = last_id;
+	}
+	else
+	{
+		pfree(far.snapshot);
+		far.snapshot = far.upto;
+		far.snapshot_at = far.upto_at;
+		far.upto = NULL;
+		far.after_txid = 0;
+		memset(&far.after_id, 0, sizeof(pg_uuid_t));
+	}
+
+	if (n == 0)
+	{
+		copy_position(&start, &(ReadPosition) {0});
+		return 0;
+	}
+	page = MemoryContextAllocZero(reader_cxt, sizeof(ReadPage));
+	page->start = start;
+	page->outstanding = n;
+	dlist_push_tail(&pages, &page->node);
+	outstanding_total += n;
+	for (int i = 0; i < n; i++)
+		result[i].page = page;
+	*deliveries = result;
+	return n;
+}
+
+/*
+ * n deliveries of a page are recorded (committed): it is done when none
+ * is left.
+ */
+void
+webhooks_reader_done(ReadPage *page, int n)
+{
+	page->outstanding -= n;
+	outstanding_total -= n;
+	Assert(page->outstanding >= 0);
+	/* pages before the oldest with work left are of no more use */
+	while (!dlist_is_empty(&pages))
+	{
+		ReadPage   *head = dlist_head_element(ReadPage, node, &pages);
+
+		if (head->outstanding > 0)
+			break;
+		dlist_pop_head_node(&pages);
+		copy_position(&head->start, &(ReadPosition) {0});
+		pfree(head);
+	}
+}
+
+/*
+ * Save where reading stands, if it moved: the start of the oldest page
+ * with deliveries not yet recorded, or where the next page starts.  In the
+ * caller's transaction, with SPI connected.
+ */
+void
+webhooks_reader_save(void)
+{
+	const ReadPosition *done = &far;
+	Oid			types[5] = {TEXTOID, TIMESTAMPTZOID, TEXTOID, XID8OID, UUIDOID};
+	Datum		args[5];
+	char		nulls[5] = {' ', ' ', ' ', ' ', ' '};
+	int			ret;
+
+	/* the head page has work left (done ones are popped) */
+	if (!dlist_is_empty(&pages))
+		done = &dlist_head_element(ReadPage, node, &pages)->start;
+	if (saved.snapshot != NULL && same_position(done, &saved))
+		return;
+
+	args[0] = CStringGetTextDatum(done->snapshot);
+	args[1] = TimestampTzGetDatum(done->snapshot_at);
+	if (done->upto)
+	{
+		args[2] = CStringGetTextDatum(done->upto);
+		args[3] = xid8_datum(done->after_txid);
+		args[4] = UUIDPGetDatum((pg_uuid_t *) &done->after_id);
+	}
+	else
+		nulls[2] = nulls[3] = nulls[4] = 'n';
+	ret = SPI_execute_plan(webhooks_prepare_once(&save_plan, save_sql, 5, types),
+						   args, nulls, false, 0);
+	if (ret != SPI_OK_UPDATE)
+		elog(ERROR, "could not save the read position: %s",
+			 SPI_result_code_string(ret));
+	copy_position(&saved, done);
+}
+
+/*
+ * The saved position is not to be trusted (the transaction that saved it
+ * failed): save it again next time.
+ */
+void
+webhooks_reader_forget_saved(void)
+{
+	copy_position(&saved, &(ReadPosition) {0});
 }

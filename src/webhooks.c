@@ -29,6 +29,7 @@ WebhooksShared *webhooks_shared = NULL;
 
 /* Set when this transaction queued a delivery; cleared at its end. */
 static bool wake_at_commit = false;
+static bool changed_at_commit = false;
 
 static shmem_request_hook_type prev_shmem_request_hook = NULL;
 static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
@@ -66,8 +67,20 @@ webhooks_attach_shmem(void)
 	{
 		memset(webhooks_shared, 0, sizeof(WebhooksShared));
 		SpinLockInit(&webhooks_shared->mutex);
+		pg_atomic_init_u64(&webhooks_shared->webhooks_changed, 0);
 	}
 	LWLockRelease(AddinShmemInitLock);
+}
+
+/*
+ * Tell the worker, when the current transaction commits, that a webhook
+ * changed (deactivated, deleted, a new URL or secret): it sends nothing
+ * more that it had read before, without a look at the webhook as it is.
+ */
+void
+webhooks_changed_at_commit(void)
+{
+	changed_at_commit = wake_at_commit = true;
 }
 
 /*
@@ -88,6 +101,9 @@ webhooks_xact_callback(XactEvent event, void *arg)
 	{
 		case XACT_EVENT_COMMIT:
 		case XACT_EVENT_PARALLEL_COMMIT:
+			if (changed_at_commit && webhooks_shared != NULL)
+				pg_atomic_fetch_add_u64(&webhooks_shared->webhooks_changed, 1);
+			changed_at_commit = false;
 			if (wake_at_commit && webhooks_shared != NULL)
 			{
 				Latch	   *latch = webhooks_shared->worker_latch;
@@ -101,7 +117,7 @@ webhooks_xact_callback(XactEvent event, void *arg)
 		case XACT_EVENT_PARALLEL_ABORT:
 		case XACT_EVENT_PREPARE:
 			/* A prepared transaction's events are found by the next wake. */
-			wake_at_commit = false;
+			wake_at_commit = changed_at_commit = false;
 			break;
 		default:
 			break;

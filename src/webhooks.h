@@ -70,9 +70,11 @@ typedef struct WebhooksShared
 	char		worker_db[NAMEDATALEN]; /* the database it serves */
 	Latch	   *launcher_latch; /* the launcher's latch, or NULL */
 	int			stepping_aside; /* commands the worker makes way for */
+	pg_atomic_uint64 webhooks_changed;	/* bumped when a webhook changes */
 } WebhooksShared;
 
 extern WebhooksShared *webhooks_shared;
+extern void webhooks_changed_at_commit(void);
 
 /* launcher.c: making way for commands on the worker's database */
 extern const char *webhooks_database_wanted_alone(Node *parsetree);

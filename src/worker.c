@@ -80,29 +80,48 @@
 #define WORKER_LOCK_TIMEOUT "5s"
 /* Longest wait a Retry-After header may impose */
 #define MAX_RETRY_AFTER_MS (24 * 3600 * 1000L)
+/* How long a delivery read from the events may wait in memory for a slot */
+#define SPILL_MS 1000
+/* How often to look for such deliveries */
+#define SPILL_CHECK_MS 250
+/* An endpoint or community at its limit that finished nothing for this
+ * long is stalled: what would wait for it goes to the queue at once */
+#define STALL_MS 250
 /* How often to look for the extension while it is not installed */
 #define EXTENSION_POLL_MS 1000
+
+/* A community's share of the worker's requests */
+typedef struct Community
+{
+	char		id[WEBHOOKS_MAX_COMMUNITY_ID_BYTES + 1];	/* hash key */
+	int			in_flight;
+	TimestampTz progress_at;	/* its last request finished (or it began) */
+	dlist_head	endpoints;		/* its Endpoints */
+} Community;
 
 /* One webhook's share of the worker's requests */
 typedef struct Endpoint
 {
 	pg_uuid_t	webhook_id;		/* hash key */
-	char	   *community_id;	/* in TopMemoryContext */
+	Community  *community;
+	dlist_node	community_node; /* in community->endpoints */
 	int			in_flight;
 	int			nqueued;
+	TimestampTz progress_at;	/* its last request finished (or it began) */
 	dlist_head	queued;			/* requests waiting for a free slot */
 	bool		gone;			/* answered 410 Gone: send it nothing more */
 } Endpoint;
 
-/* What the worker keeps with each request (its owner) */
+/*
+ * What the worker keeps with each request (its owner): the attempt's
+ * record, filled in from the delivery when the request is made and
+ * finished with the answer, then copied to the records to write.
+ */
 typedef struct Attempt
 {
 	dlist_node	live_node;		/* in live_attempts while it lives */
-	int64		delivery_id;
-	pg_uuid_t	webhook_id;
-	pg_uuid_t	event_id;
-	char	   *event;
-	int			attempt;		/* 1 for the first */
+	AttemptRecord rec;			/* its strings live in the request */
+	TimestampTz queued_at;		/* when it began to wait for a slot */
 } Attempt;
 
 static WebhooksClient *client = NULL;
@@ -127,17 +146,18 @@ static int64 bytes_held = 0;	/* in bodies */
 
 static void release_body(pg_uuid_t *event_id);
 static HTAB *endpoints = NULL;
+static HTAB *communities = NULL;
 static int	queued_total = 0;
 
 static MemoryContext requests_cxt = NULL;	/* parent of every request */
 static MemoryContext records_cxt = NULL;	/* attempts not yet recorded */
 static MemoryContext claim_cxt = NULL;	/* one claim's rows */
 
-/* Finished deliveries after which the queue is vacuumed (vacuum.c) */
+/* Queue rows written after which the queue is vacuumed (vacuum.c) */
 #define VACUUM_EVERY 100000
 
-/* Deliveries recorded since the last VACUUM of the queue was started */
-static int64 recorded_since_vacuum = 0;
+/* Queue rows changed or made since the last VACUUM of it was started */
+static int64 queue_rows_since_vacuum = 0;
 
 /* Request slots freed since the last claim */
 static int	freed_since_claim = 0;
@@ -356,7 +376,22 @@ wait_for_extension(void)
 	}
 }
 
-/* The endpoint entry of a webhook, made if new. */
+/*
+ * The most requests one community may have in flight: an equal share of
+ * webhooks.max_concurrent_requests with the communities holding requests
+ * now and one more, so however many communities have endpoints that hang,
+ * a share is left for one that has an event to send, which then waits for
+ * nobody else's timeouts; never below max_requests_per_endpoint, so that
+ * one community's endpoint is not held below its own limit.
+ */
+static int
+community_cap(long ncommunities)
+{
+	return Max(webhooks_max_per_endpoint,
+			   webhooks_max_concurrent / (Max(ncommunities, 1) + 1));
+}
+
+/* The endpoint entry of a webhook (and of its community), made if new. */
 static Endpoint *
 endpoint_for(pg_uuid_t *webhook_id, const char *community_id)
 {
@@ -365,26 +400,75 @@ endpoint_for(pg_uuid_t *webhook_id, const char *community_id)
 
 	if (!found)
 	{
-		ep->community_id = MemoryContextStrdup(TopMemoryContext, community_id);
+		char		key[WEBHOOKS_MAX_COMMUNITY_ID_BYTES + 1];
+		Community  *c;
+
+		strlcpy(key, community_id, sizeof(key));
+		c = hash_search(communities, key, HASH_ENTER, &found);
+		if (!found)
+		{
+			c->in_flight = 0;
+			c->progress_at = GetCurrentTimestamp();
+			dlist_init(&c->endpoints);
+		}
+		ep->community = c;
+		dlist_push_tail(&c->endpoints, &ep->community_node);
 		ep->in_flight = 0;
 		ep->nqueued = 0;
+		ep->progress_at = GetCurrentTimestamp();
 		ep->gone = false;
 		dlist_init(&ep->queued);
 	}
 	return ep;
 }
 
+/*
+ * Whether a request for this endpoint would wait, behind a limit that
+ * nothing has moved for STALL_MS: the endpoint's own, or its community's.
+ * (A slow endpoint still finishes requests; one that hangs does not.)
+ */
+static bool
+stalled(Endpoint *ep, TimestampTz now)
+{
+	if (ep->gone)
+		return false;
+	if (ep->in_flight >= webhooks_max_per_endpoint)
+		return TimestampDifferenceExceeds(ep->progress_at, now, STALL_MS);
+	if (ep->community->in_flight >=
+		community_cap(hash_get_num_entries(communities)))
+		return TimestampDifferenceExceeds(ep->community->progress_at, now,
+										  STALL_MS);
+	return false;
+}
+
+/* Forget an endpoint that holds nothing (and its community, likewise). */
+static void
+forget_endpoint(Endpoint *ep)
+{
+	Community  *c = ep->community;
+	pg_uuid_t	key = ep->webhook_id;
+
+	dlist_delete(&ep->community_node);
+	hash_search(endpoints, &key, HASH_REMOVE, NULL);
+	if (dlist_is_empty(&c->endpoints))
+		hash_search(communities, c->id, HASH_REMOVE, NULL);
+}
+
 static void drop_request(WebhookRequest *req, const char *why);
 
 /*
- * Start queued requests of this endpoint while it has free slots; if it
- * answered 410 Gone, record them as failed without sending.
+ * Start queued requests of this endpoint while it has free slots and its
+ * community has too; if it answered 410 Gone, record them as failed
+ * without sending.
  */
 static void
 start_queued(Endpoint *ep)
 {
+	int			cap = community_cap(hash_get_num_entries(communities));
+
 	while (ep->nqueued > 0 &&
-		   (ep->gone || ep->in_flight < webhooks_max_per_endpoint))
+		   (ep->gone || (ep->in_flight < webhooks_max_per_endpoint &&
+						 ep->community->in_flight < cap)))
 	{
 		WebhookRequest *req = dlist_container(WebhookRequest, node,
 											  dlist_pop_head_node(&ep->queued));
@@ -397,6 +481,7 @@ start_queued(Endpoint *ep)
 			continue;
 		}
 		ep->in_flight++;
+		ep->community->in_flight++;
 		webhooks_client_add(client, req);
 	}
 }
@@ -405,6 +490,7 @@ start_queued(Endpoint *ep)
 static void
 submit(Endpoint *ep, WebhookRequest *req)
 {
+	((Attempt *) req->owner)->queued_at = GetCurrentTimestamp();
 	dlist_push_tail(&ep->queued, &req->node);
 	ep->nqueued++;
 	queued_total++;
@@ -430,6 +516,30 @@ new_record(void)
 		first_record_at = GetCurrentTimestamp();
 	memset(&records[nrecords], 0, sizeof(AttemptRecord));
 	return &records[nrecords++];
+}
+
+/* Copy a record's strings into records_cxt. */
+static void
+keep_strings(AttemptRecord *r, MemoryContext cxt)
+{
+	r->event = MemoryContextStrdup(cxt, r->event);
+	if (r->community_id)
+		r->community_id = MemoryContextStrdup(cxt, r->community_id);
+	if (r->error)
+		r->error = MemoryContextStrdup(cxt, r->error);
+	if (r->response_body)
+		r->response_body = MemoryContextStrdup(cxt, r->response_body);
+}
+
+/* A finished attempt's record goes to those to write. */
+static AttemptRecord *
+add_record(Attempt *a)
+{
+	AttemptRecord *r = new_record();
+
+	*r = a->rec;
+	keep_strings(r, records_cxt);
+	return r;
 }
 
 /*
@@ -458,15 +568,9 @@ static void
 finish_attempt(WebhookRequest *req)
 {
 	Attempt    *a = (Attempt *) req->owner;
-	AttemptRecord *r = new_record();
-	Endpoint   *ep = hash_search(endpoints, &a->webhook_id, HASH_FIND, NULL);
-	MemoryContext old = MemoryContextSwitchTo(records_cxt);
+	AttemptRecord *r = &a->rec;
+	Endpoint   *ep = hash_search(endpoints, &r->webhook_id, HASH_FIND, NULL);
 
-	r->delivery_id = a->delivery_id;
-	r->webhook_id = a->webhook_id;
-	r->event_id = a->event_id;
-	r->event = pstrdup(a->event);
-	r->attempt = a->attempt;
 	r->status_code = (int) req->status_code;
 	r->response_time_ms = req->response_time_ms;
 	r->started_at = req->started_at;
@@ -474,63 +578,110 @@ finish_attempt(WebhookRequest *req)
 		r->outcome = OUTCOME_DELIVERED;
 	else
 	{
-		r->error = pstrdup(req->error);
+		r->error = req->error;
 		if (req->response_len > 0)
-			r->response_body = pstrdup(req->response);
+			r->response_body = req->response;
 		/* Standard Webhooks: 410 asks to be removed.  No retry. */
 		if (req->status_code == 410)
 			r->outcome = OUTCOME_GONE;
 		else
-			r->outcome = plan_retry(a->attempt, req->retry_after_s,
+			r->outcome = plan_retry(r->attempt, req->retry_after_s,
 									&r->next_attempt_at);
 	}
-	MemoryContextSwitchTo(old);
+	(void) add_record(a);
 	if (r->outcome == OUTCOME_GONE && ep != NULL)
 		ep->gone = true;
 
 	/* a lives in the request's memory: done with it before the free */
 	dlist_delete(&a->live_node);
-	release_body(&a->event_id);
+	release_body(&r->event_id);
 	webhooks_request_free(req);
 	freed_since_claim++;
 	if (ep != NULL)
 	{
+		Community  *c = ep->community;
+		bool		was_full = c->in_flight >=
+			community_cap(hash_get_num_entries(communities));
+
 		ep->in_flight--;
+		c->in_flight--;
+		ep->progress_at = c->progress_at = GetCurrentTimestamp();
 		start_queued(ep);
+		/* a slot of a community at its cap: another endpoint may use it */
+		if (was_full)
+		{
+			dlist_iter	iter;
+
+			dlist_foreach(iter, &c->endpoints)
+				start_queued(dlist_container(Endpoint, community_node,
+											 iter.cur));
+		}
 		/* a gone endpoint's entry stays, to keep it out of claims */
 		if (ep->in_flight == 0 && ep->nqueued == 0 && !ep->gone)
-		{
-			pg_uuid_t	key = ep->webhook_id;
-
-			pfree(ep->community_id);
-			hash_search(endpoints, &key, HASH_REMOVE, NULL);
-		}
+			forget_endpoint(ep);
 	}
 }
 
 /*
- * Record, without sending, a queued request whose webhook is switched
- * off, and free it.  Its endpoint's counts are the caller's.
+ * Record, without sending, a queued request (its endpoint's counts are
+ * the caller's), and free it: failed, when its webhook is switched off,
+ * or spilled (why NULL) into the queue.
  */
 static void
 drop_request(WebhookRequest *req, const char *why)
 {
 	Attempt    *a = (Attempt *) req->owner;
-	AttemptRecord *r = new_record();
+	AttemptRecord *r = &a->rec;
 
-	r->delivery_id = a->delivery_id;
-	r->webhook_id = a->webhook_id;
-	r->event_id = a->event_id;
-	r->event = MemoryContextStrdup(records_cxt, a->event);
-	r->attempt = a->attempt;
-	r->error = MemoryContextStrdup(records_cxt, why);
+	r->error = why;
 	r->started_at = GetCurrentTimestamp();
-	r->outcome = OUTCOME_FAILED;
+	r->outcome = why ? OUTCOME_FAILED : OUTCOME_SPILL;
 	r->no_request = true;
+	(void) add_record(a);
 
 	dlist_delete(&a->live_node);
-	release_body(&a->event_id);
+	release_body(&r->event_id);
 	webhooks_request_free(req);
+}
+
+/*
+ * Deliveries read from the events that have waited SPILL_MS for their
+ * endpoint (or its community), or wait behind a stalled one (or all, if
+ * all), go to the queue, where claims share the worker between webhooks and communities
+ * as their slots come free: a slow endpoint's backlog holds neither the
+ * worker's memory nor the reading of everyone else's events.
+ */
+static void
+spill_waiting(bool all)
+{
+	TimestampTz now = GetCurrentTimestamp();
+	TimestampTz before = TimestampTzPlusMilliseconds(now, -SPILL_MS);
+	HASH_SEQ_STATUS status;
+	Endpoint   *ep;
+
+	hash_seq_init(&status, endpoints);
+	while ((ep = hash_seq_search(&status)) != NULL)
+	{
+		dlist_mutable_iter iter;
+		bool		stuck = all || stalled(ep, now);
+
+		dlist_foreach_modify(iter, &ep->queued)
+		{
+			WebhookRequest *req = dlist_container(WebhookRequest, node, iter.cur);
+			Attempt    *a = (Attempt *) req->owner;
+
+			if (!stuck && a->queued_at > before)
+				break;			/* the rest came later */
+			if (a->rec.delivery_id != 0)
+				continue;		/* claimed: its row says it is being sent */
+			dlist_delete(&req->node);
+			ep->nqueued--;
+			queued_total--;
+			drop_request(req, NULL);
+		}
+		if (ep->in_flight == 0 && ep->nqueued == 0 && !ep->gone)
+			forget_endpoint(ep);
+	}
 }
 
 /* Some work for run_in_transaction */
@@ -627,11 +778,7 @@ keep_deferred_records(void)
 		AttemptRecord *r = &copy[i];
 
 		*r = records[i];
-		r->event = MemoryContextStrdup(fresh, records[i].event);
-		if (records[i].error)
-			r->error = MemoryContextStrdup(fresh, records[i].error);
-		if (records[i].response_body)
-			r->response_body = MemoryContextStrdup(fresh, records[i].response_body);
+		keep_strings(r, fresh);
 	}
 	MemoryContextDelete(records_cxt);
 	records_cxt = fresh;
@@ -652,32 +799,53 @@ static void
 record_attempts(void)
 {
 	bool	   *deferred;
+	bool	   *recorded;
 	int			kept = 0;
 
 	if (nrecords == 0)
 		return;
 
 	deferred = palloc0(sizeof(bool) * nrecords);
-	if (!try_record(records, nrecords, deferred))
+	recorded = palloc(sizeof(bool) * nrecords);
+	if (try_record(records, nrecords, deferred))
+		memset(recorded, true, sizeof(bool) * nrecords);
+	else
 	{
 		for (int i = 0; i < nrecords; i++)
 		{
 			deferred[i] = false;
-			if (!try_record(&records[i], 1, &deferred[i]))
+			recorded[i] = try_record(&records[i], 1, &deferred[i]);
+			if (recorded[i])
+				continue;
+			if (records[i].delivery_id != 0)
 				ereport(WARNING,
 						(errmsg("webhooks: could not record attempt %d of delivery " INT64_FORMAT "; it is sent again",
 								records[i].attempt, records[i].delivery_id),
 						 errdetail("Its delivery stays marked in flight until the worker releases what it does not hold (every 10 s).")));
+			else
+				ereport(WARNING,
+						(errmsg("webhooks: could not record attempt %d of event %s to webhook %s; it is sent again after the worker restarts",
+								records[i].attempt,
+								webhooks_uuid_to_cstring(&records[i].event_id),
+								webhooks_uuid_to_cstring(&records[i].webhook_id)),
+						 errdetail("The read position stays before its event until then.")));
 		}
 	}
 
 	for (int i = 0; i < nrecords; i++)
+	{
 		if (deferred[i])
 			records[kept++] = records[i];
-	recorded_since_vacuum += nrecords - kept;
-	if (recorded_since_vacuum >= VACUUM_EVERY &&
+		else if (recorded[i] && records[i].page != NULL)
+			webhooks_reader_done(records[i].page, 1);
+		if (recorded[i] && !deferred[i] &&
+			(records[i].delivery_id != 0 ||
+			 records[i].outcome != OUTCOME_DELIVERED))
+			queue_rows_since_vacuum++;
+	}
+	if (queue_rows_since_vacuum >= VACUUM_EVERY &&
 		webhooks_start_queue_vacuum(MyBgworkerEntry->bgw_extra))
-		recorded_since_vacuum = 0;
+		queue_rows_since_vacuum = 0;
 
 	nrecords = kept;
 	if (kept > 0)
@@ -692,72 +860,49 @@ record_attempts(void)
 	records_size = 0;
 }
 
-/* A community's requests held, while counting them */
-typedef struct CommunityLoad
-{
-	char		community_id[WEBHOOKS_MAX_COMMUNITY_ID_BYTES + 1];	/* key */
-	int32		used;
-} CommunityLoad;
-
 /*
  * What the worker holds, per webhook and per community, for the next
- * claim (in the current memory context).  Each community may hold an equal
- * share of webhooks.max_concurrent_requests with the ones holding requests
- * now and one more (half of them while at most one holds any): so however
- * many communities have endpoints that hang, a share is always left for a
- * community that has an event to send, which then waits for nobody else's
- * timeouts.  A share is never below max_requests_per_endpoint, so that one
- * community's endpoint is not held below its own limit.
+ * claim (in the current memory context), and each community's cap (see
+ * community_cap).
  */
 static void
 held_requests(HeldRequests *held)
 {
 	HASH_SEQ_STATUS status;
-	Endpoint   *ep;
-	CommunityLoad *load;
-	HASHCTL		ctl;
-	HTAB	   *communities;
-	long		size = Max(hash_get_num_entries(endpoints), 1);
+	Community  *c;
+	long		nwebhooks = Max(hash_get_num_entries(endpoints), 1);
+	long		ncommunities = Max(hash_get_num_entries(communities), 1);
 	int			n = 0;
 
-	memset(&ctl, 0, sizeof(ctl));
-	ctl.keysize = WEBHOOKS_MAX_COMMUNITY_ID_BYTES + 1;
-	ctl.entrysize = sizeof(CommunityLoad);
-	ctl.hcxt = CurrentMemoryContext;
-	communities = hash_create("webhooks community loads", size, &ctl,
-							  HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
-
-	held->webhooks = palloc(sizeof(pg_uuid_t) * size);
-	held->per_webhook = palloc(sizeof(int32) * size);
-	hash_seq_init(&status, endpoints);
-	while ((ep = hash_seq_search(&status)) != NULL)
-	{
-		bool		found;
-
-		held->webhooks[n] = ep->webhook_id;
-		held->per_webhook[n] = ep->in_flight + ep->nqueued;
-		load = hash_search(communities, ep->community_id, HASH_ENTER, &found);
-		load->used = (found ? load->used : 0) + held->per_webhook[n];
-		/* answered 410 Gone: no slot until it is switched off */
-		if (ep->gone)
-			held->per_webhook[n] = webhooks_max_per_endpoint;
-		n++;
-	}
-	held->nwebhooks = n;
-
+	held->webhooks = palloc(sizeof(pg_uuid_t) * nwebhooks);
+	held->per_webhook = palloc(sizeof(int32) * nwebhooks);
+	held->communities = palloc(sizeof(char *) * ncommunities);
+	held->per_community = palloc(sizeof(int32) * ncommunities);
 	held->ncommunities = 0;
-	held->communities = palloc(sizeof(char *) * size);
-	held->per_community = palloc(sizeof(int32) * size);
 	hash_seq_init(&status, communities);
-	while ((load = hash_seq_search(&status)) != NULL)
+	while ((c = hash_seq_search(&status)) != NULL)
 	{
-		held->communities[held->ncommunities] = load->community_id;
-		held->per_community[held->ncommunities] = load->used;
+		dlist_iter	iter;
+		int32		used = 0;
+
+		dlist_foreach(iter, &c->endpoints)
+		{
+			Endpoint   *ep = dlist_container(Endpoint, community_node, iter.cur);
+
+			held->webhooks[n] = ep->webhook_id;
+			held->per_webhook[n] = ep->in_flight + ep->nqueued;
+			used += held->per_webhook[n];
+			/* answered 410 Gone: no slot until it is switched off */
+			if (ep->gone)
+				held->per_webhook[n] = webhooks_max_per_endpoint;
+			n++;
+		}
+		held->communities[held->ncommunities] = c->id;
+		held->per_community[held->ncommunities] = used;
 		held->ncommunities++;
 	}
-	held->community_cap = Max(webhooks_max_per_endpoint,
-							  webhooks_max_concurrent /
-							  (Max(held->ncommunities, 1) + 1));
+	held->nwebhooks = n;
+	held->community_cap = community_cap(held->ncommunities);
 	held->byte_budget = Max(MAX_BYTES_IN_FLIGHT - bytes_held, 0);
 }
 
@@ -803,7 +948,24 @@ release_body(pg_uuid_t *event_id)
 	hash_search(bodies, event_id, HASH_REMOVE, NULL);
 }
 
-/* Build the request of one claimed delivery, owned by an Attempt. */
+/* The record of an attempt of a delivery, as far as the delivery tells. */
+static void
+record_of(AttemptRecord *r, Delivery *d)
+{
+	memset(r, 0, sizeof(AttemptRecord));
+	r->delivery_id = d->id;
+	r->page = d->page;
+	r->webhook_id = d->webhook_id;
+	r->event_id = d->event_id;
+	r->event = d->event;
+	r->community_id = d->community_id;
+	r->emitted_at = d->emitted_at;
+	r->event_txid = d->event_txid;
+	r->payload_bytes = d->payload_bytes;
+	r->attempt = d->attempts + 1;
+}
+
+/* Build the request of one delivery, owned by an Attempt. */
 static WebhookRequest *
 build_request(Delivery *d)
 {
@@ -834,11 +996,9 @@ build_request(Delivery *d)
 	PG_END_TRY();
 	a = MemoryContextAlloc(req->cxt, sizeof(Attempt));
 	dlist_push_tail(&live_attempts, &a->live_node);
-	a->delivery_id = d->id;
-	a->webhook_id = d->webhook_id;
-	a->event_id = d->event_id;
-	a->event = MemoryContextStrdup(req->cxt, d->event);
-	a->attempt = d->attempts + 1;
+	record_of(&a->rec, d);
+	a->rec.event = MemoryContextStrdup(req->cxt, d->event);
+	a->rec.community_id = MemoryContextStrdup(req->cxt, d->community_id);
 	req->owner = a;
 	return req;
 }
@@ -849,18 +1009,31 @@ record_unsendable(Delivery *d, const char *why)
 {
 	AttemptRecord *r = new_record();
 
-	r->delivery_id = d->id;
-	r->webhook_id = d->webhook_id;
-	r->event_id = d->event_id;
-	r->event = MemoryContextStrdup(records_cxt, d->event);
-	r->attempt = d->attempts + 1;
-	r->error = MemoryContextStrdup(records_cxt, why);
+	record_of(r, d);
+	r->error = why;
 	r->started_at = GetCurrentTimestamp();
 	r->outcome = OUTCOME_FAILED;
 	r->no_request = true;
+	keep_strings(r, records_cxt);
 }
 
-/* Build and start (or queue) one claimed delivery's request. */
+/* Record, without sending, a delivery read that goes to the queue. */
+static void
+record_spilled(Delivery *d)
+{
+	AttemptRecord *r = new_record();
+
+	record_of(r, d);
+	r->started_at = GetCurrentTimestamp();
+	r->outcome = OUTCOME_SPILL;
+	r->no_request = true;
+	keep_strings(r, records_cxt);
+}
+
+/*
+ * Build and start (or queue) one delivery's request; one read from the
+ * events that would wait behind a stalled endpoint goes to the queue.
+ */
 static void
 start_delivery(Delivery *d)
 {
@@ -874,6 +1047,13 @@ start_delivery(Delivery *d)
 	if (d->payload == NULL)
 	{
 		record_unsendable(d, "the event is no longer kept (webhooks.log_retention)");
+		return;
+	}
+	if (d->id == 0 &&
+		stalled(endpoint_for(&d->webhook_id, d->community_id),
+				GetCurrentTimestamp()))
+	{
+		record_spilled(d);
 		return;
 	}
 	PG_TRY();
@@ -894,14 +1074,12 @@ start_delivery(Delivery *d)
 }
 
 /*
- * Claim up to limit due deliveries in one transaction, then start them;
- * first, in the same transaction, read the events committed since the
- * last read if read_first.  Returns how many were claimed, or -1 after an
- * error.
+ * Claim up to limit due deliveries in one transaction, then start them.
+ * Returns how many were claimed, or -1 after an error.
  */
 static int
-claim_and_start(bool read_first, int limit, HeldRequests *held,
-				bool *has_due, TimestampTz *next_due)
+claim_and_start(int limit, HeldRequests *held, bool *has_due,
+				TimestampTz *next_due)
 {
 	MemoryContext cxt = CurrentMemoryContext;
 	Delivery   *volatile deliveries = NULL;
@@ -914,12 +1092,6 @@ claim_and_start(bool read_first, int limit, HeldRequests *held,
 		Delivery   *claimed;
 
 		begin_work("claiming deliveries");
-		if (read_first)
-		{
-			int64		events;
-
-			(void) webhooks_read_events(&events);
-		}
 		n = webhooks_queue_claim(limit, held, &claimed, claim_cxt);
 		deliveries = claimed;
 		if (n < limit)
@@ -938,6 +1110,45 @@ claim_and_start(bool read_first, int limit, HeldRequests *held,
 	for (int i = 0; i < n; i++)
 		start_delivery(&deliveries[i]);
 	return n;
+}
+
+/*
+ * Read a page of up to limit committed events into deliveries and start
+ * them, and save where reading stands, in one transaction.  Returns how
+ * many deliveries, or -1 after an error (what was read is started all the
+ * same: reading writes nothing).
+ */
+static int
+read_and_start(int limit)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	Delivery   *volatile deliveries = NULL;
+	volatile int n = 0;
+	volatile bool failed = false;
+
+	MemoryContextReset(claim_cxt);
+	PG_TRY();
+	{
+		Delivery   *read;
+
+		begin_work("reading events");
+		n = webhooks_reader_read(limit, Max(MAX_BYTES_IN_FLIGHT - bytes_held, 0),
+								 &read, claim_cxt);
+		deliveries = read;
+		webhooks_reader_save();
+		end_work();
+	}
+	PG_CATCH();
+	{
+		recover_from_error(cxt);
+		webhooks_reader_forget_saved();
+		failed = true;
+	}
+	PG_END_TRY();
+
+	for (int i = 0; i < n; i++)
+		start_delivery(&deliveries[i]);
+	return failed ? -1 : n;
 }
 
 static void
@@ -978,15 +1189,16 @@ release_orphans_in_transaction(void *arg)
 	int64		released;
 
 	for (int i = 0; i < nrecords; i++)
-		if (records[i].outcome != OUTCOME_TEST)
+		if (records[i].delivery_id != 0)
 			accumArrayResult(held, Int64GetDatum(records[i].delivery_id),
 							 false, INT8OID, CurrentMemoryContext);
 	dlist_foreach(iter, &live_attempts)
 	{
 		Attempt    *a = dlist_container(Attempt, live_node, iter.cur);
 
-		accumArrayResult(held, Int64GetDatum(a->delivery_id), false, INT8OID,
-						 CurrentMemoryContext);
+		if (a->rec.delivery_id != 0)
+			accumArrayResult(held, Int64GetDatum(a->rec.delivery_id), false,
+							 INT8OID, CurrentMemoryContext);
 	}
 	released = webhooks_queue_release_orphans(makeArrayResult(held,
 															  CurrentMemoryContext));
@@ -1023,42 +1235,20 @@ release_orphans(void)
 	{
 		ep->gone = false;
 		if (ep->in_flight == 0 && ep->nqueued == 0)
-		{
-			pg_uuid_t	key = ep->webhook_id;
-
-			pfree(ep->community_id);
-			hash_search(endpoints, &key, HASH_REMOVE, NULL);
-		}
+			forget_endpoint(ep);
 	}
 }
 
-/* What a read found, for run_in_transaction */
-typedef struct ReadResult
-{
-	int64		events;
-	int64		queued;
-} ReadResult;
-
 static void
-read_events(void *arg)
+save_position(void *arg)
 {
-	ReadResult *r = (ReadResult *) arg;
-
-	r->queued = webhooks_read_events(&r->events);
+	webhooks_reader_save();
 }
 
-/*
- * Queue the deliveries of the events committed since the last read.
- * Returns how many were queued, or -1 after an error.
- */
-static int64
-read_new_events(void)
+static void
+start_reading(void *arg)
 {
-	ReadResult	r = {0, 0};
-
-	if (!run_in_transaction("reading events", read_events, &r))
-		return -1;
-	return r.queued;
+	*(bool *) arg = webhooks_reader_start();
 }
 
 /* Milliseconds from now until t, rounded up; 0 once t is past. */
@@ -1083,6 +1273,9 @@ deliver_forever(void)
 	TimestampTz next_release = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
 														   RELEASE_INTERVAL_MS);
 	TimestampTz next_poll = 0;
+	TimestampTz next_spill = 0;
+	uint64		changes_seen = pg_atomic_read_u64(&webhooks_shared->webhooks_changed);
+	uint64		changes;
 
 	for (;;)
 	{
@@ -1090,8 +1283,7 @@ deliver_forever(void)
 		int			busy;
 		int			free_slots;
 		int			min_claim;
-		bool		will_claim;
-		bool		read_first;
+		bool		room;
 		long		timeout = -1;
 
 		MemoryContextSwitchTo(loop_cxt);
@@ -1105,6 +1297,18 @@ deliver_forever(void)
 			ProcessConfigFile(PGC_SIGHUP);
 			webhooks_client_configure(client);
 			claim_now = true;
+		}
+
+		/*
+		 * A webhook changed (deactivated, deleted, a new URL or secret):
+		 * what waits in memory goes to the queue, whose claims see the
+		 * webhook as it is now.
+		 */
+		changes = pg_atomic_read_u64(&webhooks_shared->webhooks_changed);
+		if (changes != changes_seen)
+		{
+			changes_seen = changes;
+			spill_waiting(true);
 		}
 
 		/* 1. Finished requests become records and free their slots. */
@@ -1123,36 +1327,42 @@ deliver_forever(void)
 		}
 
 		/*
-		 * 3. Queue the deliveries of newly committed events (when woken,
-		 * and at least every POLL_INTERVAL_MS), and claim due deliveries
-		 * while there is room: in one transaction when both are due.
-		 * Claim again once half a webhook's worth of slots came free,
-		 * without waiting for the attempts to be recorded: an endpoint at
-		 * its limit must not idle while its backlog waits.
+		 * 3. Read newly committed events into deliveries and start them
+		 * (when woken, at least every POLL_INTERVAL_MS, and at once while
+		 * a window has more), and claim due deliveries from the queue,
+		 * while there is room.  Claim again once half a webhook's worth of
+		 * slots came free, without waiting for the attempts to be
+		 * recorded: an endpoint at its limit must not idle while its
+		 * backlog waits.
 		 */
 		if (ms_until(next_poll) == 0)
+		{
 			read_now = claim_now = true;
+			next_poll = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+													POLL_INTERVAL_MS);
+		}
 		if (!claim_now && has_due && ms_until(next_due) == 0)
 			claim_now = true;
 		if (freed_since_claim >= Max(1, webhooks_max_per_endpoint / 2))
 			claim_now = true;
-		free_slots = webhooks_max_concurrent - busy;
 		min_claim = Max(1, Min(webhooks_batch_size, webhooks_max_concurrent) / 4);
-		will_claim = claim_now && (free_slots >= min_claim ||
-								   (busy == 0 && free_slots > 0)) &&
+		free_slots = webhooks_max_concurrent - busy;
+		room = (free_slots >= min_claim || (busy == 0 && free_slots > 0)) &&
 			(bytes_held < MAX_BYTES_IN_FLIGHT || busy == 0);
-		read_first = read_now;
-		if (read_now)
+		if (room && (read_now || webhooks_reader_more()))
 		{
 			read_now = false;
-			next_poll = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
-													POLL_INTERVAL_MS);
-			if (!will_claim && read_new_events() < 0)
+			if (read_and_start(Min(free_slots, webhooks_batch_size)) < 0)
 				next_poll = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
 														1000);
+			busy = webhooks_client_in_flight(client) + queued_total;
+			free_slots = webhooks_max_concurrent - busy;
+			room = (free_slots >= min_claim || (busy == 0 && free_slots > 0)) &&
+				(bytes_held < MAX_BYTES_IN_FLIGHT || busy == 0);
+			claim_now = true;
 		}
 
-		if (will_claim)
+		if (claim_now && room)
 		{
 			HeldRequests held;
 			int			limit = Min(free_slots, webhooks_batch_size);
@@ -1161,7 +1371,7 @@ deliver_forever(void)
 			held_requests(&held);
 			has_due = false;
 			freed_since_claim = 0;
-			n = claim_and_start(read_first, limit, &held, &has_due, &next_due);
+			n = claim_and_start(limit, &held, &has_due, &next_due);
 			if (n < 0)
 			{
 				/* The error is logged; try again in a second. */
@@ -1181,6 +1391,15 @@ deliver_forever(void)
 			continue;			/* start over: records may be waiting */
 		}
 
+		/* 4. What waits in memory too long goes to the queue. */
+		if (queued_total > 0 && ms_until(next_spill) == 0)
+		{
+			spill_waiting(false);
+			next_spill = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+													 SPILL_CHECK_MS);
+		}
+
+		/* 5. Chores. */
 		if (ms_until(next_release) == 0)
 		{
 			release_orphans();
@@ -1191,7 +1410,7 @@ deliver_forever(void)
 			next_maintain = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
 														maintain() ? MAINTAIN_INTERVAL_MS : 60 * 1000);
 
-		/* 5. Wait for sockets, timers, the latch, or the next due time. */
+		/* 6. Wait for sockets, timers, the latch, or the next due time. */
 		if (nrecords > 0)
 			timeout = Max(ms_until(TimestampTzPlusMilliseconds(first_record_at,
 															   RECORD_DELAY_MS)),
@@ -1208,6 +1427,8 @@ deliver_forever(void)
 										  ms_until(next_poll)),
 									  ms_until(next_release));
 
+			if (queued_total > 0)
+				soonest = Min(soonest, ms_until(next_spill));
 			if (timeout < 0 || soonest < timeout)
 				timeout = soonest;
 		}
@@ -1311,6 +1532,11 @@ webhooks_worker_main(Datum main_arg)
 	ctl.hcxt = TopMemoryContext;
 	endpoints = hash_create("webhooks endpoints", 256, &ctl,
 							HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	ctl.keysize = WEBHOOKS_MAX_COMMUNITY_ID_BYTES + 1;
+	ctl.entrysize = sizeof(Community);
+	communities = hash_create("webhooks communities", 256, &ctl,
+							  HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
+	ctl.keysize = sizeof(pg_uuid_t);
 	ctl.entrysize = sizeof(SharedBody);
 	bodies = hash_create("webhooks bodies", 1024, &ctl,
 						 HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
@@ -1318,7 +1544,25 @@ webhooks_worker_main(Datum main_arg)
 	MemoryContextSwitchTo(TopMemoryContext);
 	client = webhooks_client_create();
 
-	/* Attempts the previous worker left unrecorded are made again. */
+	/*
+	 * Read from where the previous worker stood (webhooks.read_events() may
+	 * hold the reading lock a moment), and make again the attempts it left
+	 * unrecorded.
+	 */
+	for (;;)
+	{
+		bool		reading = false;
+
+		if (run_in_transaction("starting to read events", start_reading,
+							   &reading) && reading)
+			break;
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 EXTENSION_POLL_MS, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
+		if (ShutdownRequestPending)
+			proc_exit(0);
+	}
 	release_orphans();
 
 	if (webhooks_shared != NULL)
@@ -1338,5 +1582,6 @@ webhooks_worker_main(Datum main_arg)
 			finish_attempt(req);
 	}
 	record_attempts();
+	(void) run_in_transaction("saving the read position", save_position, NULL);
 	proc_exit(0);
 }

@@ -29,10 +29,11 @@ my ($slow) = create_webhook($node, 'S', "$base/hang", '{member.joined}');
 
 sub queue_by_hand
 {
-	my ($event, $state) = @_;
+	my ($event, $state, $webhook) = @_;
+	$webhook //= $w;
 	sql(qq{INSERT INTO webhooks.deliveries
 		(webhook_id, event_id, event, community_id, emitted_at, event_txid, state)
-		SELECT '$w', e.id, e.type, e.community_id, e.created_at, e.txid, '$state'
+		SELECT '$webhook', e.id, e.type, e.community_id, e.created_at, e.txid, '$state'
 		FROM webhooks.events e WHERE e.id = '$event'});
 }
 
@@ -44,8 +45,10 @@ ok(wait_for_requests($recv, 1, sub { $_[0]{headers}{'webhook-id'} eq $e1 }, 10),
 note(sprintf('after %.2f s', time() - $t0));
 cmp_ok(time() - $t0, '<', 3, 'within the worker\'s 1 s poll, not at the next wake-up');
 
-# A request of the worker's own hangs, in flight, all along.
-sql(q{SELECT webhooks.emit('S', 'member.joined', '{"slow": true}')});
+# A request of the worker's own, claimed from the queue (its row says
+# 'sending'), hangs, in flight, all along.
+my $e3 = sql(q{SELECT webhooks.emit('O', 'member.joined', '{"n": 3}')});
+queue_by_hand($e3, 'pending', $slow);
 ok(wait_for_requests($recv, 1, sub { $_[0]{path} eq '/hang' }, 10),
 	'the worker has a request of its own in flight');
 

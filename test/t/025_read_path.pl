@@ -1,0 +1,104 @@
+# Deliveries made from memory (issue 8, point 3): the worker reads
+# committed events straight into deliveries, and a delivery that succeeds
+# at its first attempt writes its attempt's log row and nothing else; one
+# that fails gets a queue row for its retries; one that waits too long for
+# its endpoint moves to the queue.  The read position moves only past
+# what is recorded, and only the worker reads while it runs.
+use strict;
+use warnings;
+use FindBin;
+use lib "$FindBin::RealBin/..";
+use WebhooksTest;
+use Test::More;
+
+my $node = new_node('readpath', q{
+webhooks.max_requests_per_endpoint = 4
+webhooks.timeout = '30s'
+webhooks.retry_schedule = '1h'
+});
+my $recv = start_receiver();
+my $base = $recv->{base};
+sub sql { return $node->safe_psql('postgres', $_[0]); }
+
+# The queue's id counter: every queue row ever made takes a value.
+sub queue_rows_made
+{
+	return sql(q{SELECT CASE WHEN is_called THEN last_value ELSE 0 END
+	             FROM webhooks.deliveries_id_seq});
+}
+
+# 1. Success: a log row each, no queue row.
+my ($ok) = create_webhook($node, 'R', "$base/ok", '{member.joined}');
+my $made = queue_rows_made();
+sql(q{CREATE TABLE members (id int PRIMARY KEY, community_id text, name text)});
+sql(q{CREATE TRIGGER members_webhooks AFTER INSERT ON members
+      FOR EACH ROW EXECUTE FUNCTION webhooks.emit_trigger('member.joined', 'community_id')});
+sql(q{INSERT INTO members SELECT g, 'R', 'm' || g FROM generate_series(1, 300) g});
+ok(wait_for_requests($recv, 300, sub { $_[0]{path} eq '/ok' }, 60),
+	'300 events emitted by a trigger arrive');
+ok($node->poll_query_until('postgres',
+	qq{SELECT count(*) = 300 FROM webhooks.delivery_attempts
+	   WHERE webhook_id = '$ok' AND status_code = 200}),
+	'each has its log row');
+is(queue_rows_made(), $made, 'no queue row was made for them');
+is(sql(qq{SELECT count(DISTINCT event_id) FROM webhooks.delivery_attempts
+          WHERE webhook_id = '$ok'}), '300', 'one attempt per event');
+
+# The position moves past them once they are recorded.
+ok($node->poll_query_until('postgres',
+	q{SELECT upto IS NULL AND NOT EXISTS (
+	    SELECT 1 FROM webhooks.events e, webhooks.reader r
+	    WHERE e.txid >= pg_snapshot_xmin(r.snapshot)
+	      AND NOT pg_visible_in_snapshot(e.txid, r.snapshot))
+	  FROM webhooks.reader}),
+	'the saved position is past every event read');
+
+# 2. Failure: the first attempt is logged, the retry is a queue row.
+my ($bad) = create_webhook($node, 'F', "$base/status/500", '{member.joined}');
+my $event = sql(q{SELECT webhooks.emit('F', 'member.joined', '{"n": 1}')});
+ok($node->poll_query_until('postgres',
+	qq{SELECT count(*) = 1 FROM webhooks.deliveries
+	   WHERE webhook_id = '$bad' AND event_id = '$event' AND state = 'pending'
+	     AND attempts = 1 AND last_status = 500
+	     AND next_attempt_at > now() + interval '50 minutes'}),
+	'a failed first attempt leaves a pending queue row, due by the schedule');
+is(sql(qq{SELECT count(*) FROM webhooks.delivery_attempts
+          WHERE webhook_id = '$bad' AND status_code = 500}), '1',
+	'and its attempt is logged');
+
+# 3. Waiting: an endpoint that takes 4 requests at a time and never
+# answers; the 16 others wait in memory for a second, then go to the queue.
+my ($slow) = create_webhook($node, 'S', "$base/hang?s", '{member.joined}');
+sql(q{SELECT count(webhooks.emit('S', 'member.joined', jsonb_build_object('n', g)))
+      FROM generate_series(1, 20) g});
+ok(wait_for_requests($recv, 4, sub { $_[0]{path} eq '/hang?s' }, 30),
+	'four requests hang');
+ok($node->poll_query_until('postgres',
+	qq{SELECT count(*) = 16 FROM webhooks.deliveries
+	   WHERE webhook_id = '$slow' AND attempts = 0}),
+	'the 16 that waited moved to the queue');
+# and another community is not held back by them
+my ($other) = create_webhook($node, 'T', "$base/other", '{member.joined}');
+sql(q{SELECT webhooks.emit('T', 'member.joined', '{"t": 1}')});
+ok(wait_for_requests($recv, 1, sub { $_[0]{path} eq '/other' }, 10),
+	'another community\'s event is sent meanwhile');
+
+# 4. Only the worker reads while it runs.
+my ($code, $msg) = fails_with($node, 'SELECT * FROM webhooks.read_events()');
+is($code, '55006', 'read_events() refuses while the worker reads');
+like($msg, qr/delivery worker of this database is reading/, 'and says why');
+
+# 5. A clean restart keeps the position; nothing is sent twice.
+my $before = scalar(grep { $_->{path} eq '/ok' } requests($recv));
+$node->restart;
+wait_for_worker($node);
+sql(q{INSERT INTO members VALUES (1000, 'R', 'after')});
+ok(wait_for_requests($recv, $before + 1, sub { $_[0]{path} eq '/ok' }, 30),
+	'an event after the restart arrives');
+sleep(1);
+is(scalar(grep { $_->{path} eq '/ok' } requests($recv)), $before + 1,
+	'and nothing delivered before the restart is sent again');
+
+stop_receiver($recv);
+$node->stop('immediate');
+done_testing();
