@@ -175,10 +175,13 @@ BEGIN
             USING ERRCODE = 'object_in_use',
                   HINT = 'It reads what is committed by itself, moments after commit.';
     END IF;
-    -- One read at a time; the statements below take their snapshots after
-    -- the previous read committed.
-    SELECT * INTO pos FROM webhooks.reader FOR UPDATE;
+    -- The window's end, taken while this transaction has no xid yet: one
+    -- it gets later (the row lock below, or an emit after this call) is
+    -- at or past cur's xmax, so the next read sees its events.  (One read
+    -- at a time: the advisory lock above; the previous read committed
+    -- before this statement's snapshot.)
     cur := pg_current_snapshot();
+    SELECT * INTO pos FROM webhooks.reader FOR UPDATE;
     IF pos.upto IS NOT NULL THEN
         SELECT w.events, w.queued INTO e1, q1
         FROM webhooks.queue_window(pos.snapshot, pos.upto, pos.after_txid,

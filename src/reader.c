@@ -89,6 +89,7 @@ static TimestampTz started_at;	/* when this worker began reading */
 static dlist_head pages = DLIST_STATIC_INIT(pages);
 static int64 outstanding_total = 0;
 static bool window_full = false;	/* the last page was full */
+static int	fanout = 1;			/* deliveries per event, last page (rounded up) */
 
 static SPIPlanPtr page_plan = NULL;
 static SPIPlanPtr page_dedupe_plan = NULL;
@@ -100,50 +101,126 @@ static SPIPlanPtr save_plan = NULL;
  * least), with one row (and no webhook) for an event nobody receives; each
  * row says how many events the page holds, and how many there were before
  * the bytes were counted.
+ *
+ * Each part of the window starts its index scan at the cursor, never at
+ * the window's start: a transaction of 100k events is read in pages, and
+ * a page that began at its first event would make the read quadratic.
+ * Transactions in progress at $1 (its xip list) and visible in $2 are
+ * read one by one, each from (txid = x, id > the cursor's id if x is the
+ * cursor's txid); the rest, from ($9, $10): the cursor, or the last point
+ * before $1's xmax if the cursor is short of it.
  */
-#define PAGE_EVENTS(cond) \
-"(SELECT e.txid, e.id, e.type, e.community_id, e.created_at," \
-"        e.payload_bytes, e.payload" \
-" FROM webhooks.events e" \
-" WHERE " cond \
-"   AND (e.txid, e.id) > ($3, $4) AND e.created_at >= $5" \
-" ORDER BY e.txid, e.id LIMIT $6)"
+#define EVENT_COLUMNS \
+"e.txid, e.id, e.type, e.community_id, e.created_at, e.payload_bytes, e.payload"
 
 #define PAGE_SQL(dedupe) \
 "WITH p AS MATERIALIZED (" \
 "  SELECT u.*, row_number() OVER w AS n, sum(u.payload_bytes) OVER w AS bytes" \
 "  FROM (SELECT * FROM (" \
-PAGE_EVENTS("e.txid = ANY (ARRAY(SELECT x FROM pg_snapshot_xip($1) x" \
-			"                    WHERE pg_visible_in_snapshot(x, $2)))") \
-"    UNION ALL " \
-PAGE_EVENTS("e.txid >= pg_snapshot_xmax($1) AND e.txid < pg_snapshot_xmax($2)" \
-			"   AND pg_visible_in_snapshot(e.txid, $2)") \
+"    (SELECT " EVENT_COLUMNS \
+"     FROM (SELECT x FROM pg_snapshot_xip($1) x" \
+"           WHERE x >= $3 AND pg_visible_in_snapshot(x, $2)) xs" \
+"     CROSS JOIN LATERAL (" \
+"       SELECT " EVENT_COLUMNS " FROM webhooks.events e" \
+"       WHERE e.txid = xs.x" \
+"         AND e.id > CASE WHEN xs.x = $3 THEN $4" \
+"                    ELSE '00000000-0000-0000-0000-000000000000'::uuid END" \
+"         AND e.created_at >= $5" \
+"       ORDER BY e.id LIMIT $6) e" \
+"     ORDER BY e.txid, e.id LIMIT $6)" \
+"    UNION ALL" \
+"    (SELECT " EVENT_COLUMNS " FROM webhooks.events e" \
+"     WHERE (e.txid, e.id) > ($9, $10)" \
+"       AND e.txid < pg_snapshot_xmax($2)" \
+"       AND pg_visible_in_snapshot(e.txid, $2) AND e.created_at >= $5" \
+"     ORDER BY e.txid, e.id LIMIT $6)" \
 "    ) a ORDER BY a.txid, a.id LIMIT $6) u" \
 "  WINDOW w AS (ORDER BY u.txid, u.id)" \
 "), ev AS MATERIALIZED (" \
-"  SELECT p.*, p.payload::text AS body FROM p WHERE p.n = 1 OR p.bytes <= $7" \
+"  SELECT p.* FROM p WHERE p.n = 1 OR p.bytes <= $7" \
 ") " \
 "SELECT ev.txid, ev.id, ev.type, ev.community_id, ev.created_at," \
-"       ev.payload_bytes, ev.body, w.id, w.url, w.secret," \
-"       " WEBHOOKS_PREVIOUS_SECRET_SQL("w") "," \
-"       " WEBHOOKS_HEADER_LINES_SQL("w") "," \
+"       ev.payload_bytes, CASE WHEN w.k = 1 THEN ev.payload::text END," \
+"       w.id, w.url, w.secret, w.previous_secret, w.header_lines," \
 "       (SELECT count(*) FROM ev), (SELECT count(*) FROM p)" \
-"  FROM ev LEFT JOIN webhooks.webhooks w" \
-"    ON w.community_id = ev.community_id AND w.is_active" \
-"   AND ev.type = ANY (w.events)" \
-"   AND date_trunc('milliseconds', w.created_at) <= ev.created_at" \
-"   AND (w.filter IS NULL OR webhooks.filter_matches(ev.payload, w.filter))" \
-dedupe
+"  FROM ev LEFT JOIN LATERAL (" \
+"    SELECT w.id, w.url, w.secret," \
+"           " WEBHOOKS_PREVIOUS_SECRET_SQL("w") " AS previous_secret," \
+"           " WEBHOOKS_HEADER_LINES_SQL("w") " AS header_lines," \
+"           row_number() OVER () AS k" \
+"    FROM webhooks.webhooks w" \
+"    WHERE w.community_id = ev.community_id AND w.is_active" \
+"      AND ev.type = ANY (w.events)" \
+"      AND date_trunc('milliseconds', w.created_at) <= ev.created_at" \
+"      AND (w.filter IS NULL OR webhooks.filter_matches(ev.payload, w.filter))" \
+dedupe \
+"  ) w ON true"
 
 static const char *page_sql = PAGE_SQL("");
 
-/* After a crash: leave out what already has a queue row or a log row. */
+/*
+ * After a crash: leave out what already has a queue row (and, in C, what
+ * has an attempt logged since the position's snapshot: see attempted).
+ */
 static const char *page_dedupe_sql = PAGE_SQL(
-"   AND NOT EXISTS (SELECT 1 FROM webhooks.deliveries d"
-"                   WHERE d.event_id = ev.id AND d.webhook_id = w.id)"
-"   AND NOT EXISTS (SELECT 1 FROM webhooks.delivery_attempts a"
-"                   WHERE a.webhook_id = w.id AND a.created_at >= $8"
-"                     AND a.event_id = ev.id)");
+"      AND NOT EXISTS (SELECT 1 FROM webhooks.deliveries d"
+"                      WHERE d.event_id = ev.id AND d.webhook_id = w.id)");
+
+/*
+ * The (event, webhook) pairs with an attempt logged since the saved
+ * position's snapshot was taken, loaded once when a restarted worker
+ * begins to read with dedupe (one index range per webhook: linear in what
+ * was logged since, where a lookup per delivery would be quadratic), and
+ * dropped when it is done with dedupe.
+ */
+typedef struct AttemptedKey
+{
+	pg_uuid_t	event_id;
+	pg_uuid_t	webhook_id;
+} AttemptedKey;
+
+static HTAB *attempted = NULL;
+
+static void
+load_attempted(TimestampTz from)
+{
+	Oid			types[1] = {TIMESTAMPTZOID};
+	Datum		args[1] = {TimestampTzGetDatum(from)};
+	HASHCTL		ctl;
+	int			ret;
+
+	ret = SPI_execute_with_args("SELECT a.event_id, a.webhook_id"
+								" FROM webhooks.webhooks w CROSS JOIN LATERAL ("
+								"  SELECT a.event_id, a.webhook_id"
+								"  FROM webhooks.delivery_attempts a"
+								"  WHERE a.webhook_id = w.id AND a.created_at >= $1) a",
+								1, types, args, NULL, true, 0);
+	if (ret != SPI_OK_SELECT)
+		elog(ERROR, "could not look up recent attempts: %s",
+			 SPI_result_code_string(ret));
+	memset(&ctl, 0, sizeof(ctl));
+	ctl.keysize = sizeof(AttemptedKey);
+	ctl.entrysize = sizeof(AttemptedKey);
+	ctl.hcxt = reader_cxt;
+	attempted = hash_create("webhooks attempted", Max(SPI_processed, 64), &ctl,
+							HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		AttemptedKey key;
+		bool		isnull;
+
+		key.event_id = *DatumGetUUIDP(SPI_getbinval(SPI_tuptable->vals[i],
+													SPI_tuptable->tupdesc, 1,
+													&isnull));
+		key.webhook_id = *DatumGetUUIDP(SPI_getbinval(SPI_tuptable->vals[i],
+													  SPI_tuptable->tupdesc, 2,
+													  &isnull));
+		(void) hash_search(attempted, &key, HASH_ENTER, NULL);
+	}
+	ereport(LOG,
+			(errmsg("webhooks: reading again from the saved position, leaving out " UINT64_FORMAT " deliveries attempted since",
+					SPI_processed)));
+}
 
 static const char *save_sql =
 "UPDATE webhooks.reader SET snapshot = $1::pg_snapshot, read_at = $2,"
@@ -153,6 +230,17 @@ static Datum
 snapshot_datum(const char *text)
 {
 	return OidInputFunctionCall(F_PG_SNAPSHOT_IN, (char *) text, InvalidOid, -1);
+}
+
+/* A snapshot's xmax, from its text (xmin:xmax:xip,...). */
+static uint64
+snapshot_xmax(const char *text)
+{
+	const char *colon = strchr(text, ':');
+
+	if (colon == NULL)
+		elog(ERROR, "malformed snapshot \"%s\"", text);
+	return strtou64(colon + 1, NULL, 10);
 }
 
 static Datum
@@ -269,8 +357,9 @@ compare_event(uint64 txid_a, const pg_uuid_t *id_a, uint64 txid_b,
 }
 
 /*
- * Read a page of at most limit events and byte_budget payload bytes (but
- * one event at least) of the window in progress (opening one, from the
+ * Read a page of about limit deliveries (as many events as the last
+ * page's fan-out allows) and at most byte_budget payload bytes (but one
+ * event at least) of the window in progress (opening one, from the
  * position to a snapshot taken now, if none is) into deliveries, copied
  * into cxt, each with its page.  Returns how many.  In the caller's transaction, with SPI
  * connected; no statement of it may have written yet.
@@ -280,14 +369,20 @@ webhooks_reader_read(int limit, int64 byte_budget, Delivery **deliveries,
 					 MemoryContext cxt)
 {
 	ReadPosition start;
-	Oid			types[8] = {PG_SNAPSHOTOID, PG_SNAPSHOTOID, XID8OID, UUIDOID,
-	TIMESTAMPTZOID, INT4OID, INT8OID, TIMESTAMPTZOID};
-	Datum		args[8];
+	Oid			types[10] = {PG_SNAPSHOTOID, PG_SNAPSHOTOID, XID8OID, UUIDOID,
+		TIMESTAMPTZOID, INT4OID, INT8OID, TIMESTAMPTZOID, XID8OID,
+	UUIDOID};
+	Datum		args[10];
+	uint64		prev_xmax;
+	pg_uuid_t	last_uuid;
 	bool		dedupe;
 	SPITupleTable *t;
 	Delivery   *result;
 	int64		nevents = 0;
 	int64		ncounted = 0;
+	char	   *body = NULL;
+	pg_uuid_t	body_event;
+	int64		skipped = 0;
 	uint64		last_txid = 0;
 	pg_uuid_t	last_id;
 	int			n = 0;
@@ -321,15 +416,36 @@ webhooks_reader_read(int limit, int64 byte_budget, Delivery **deliveries,
 	args[2] = xid8_datum(far.after_txid);
 	args[3] = UUIDPGetDatum(&far.after_id);
 	args[4] = TimestampTzGetDatum(since);
+	limit = Max(1, limit / fanout);
 	args[5] = Int32GetDatum(limit);
 	args[6] = Int64GetDatum(byte_budget);
 	args[7] = TimestampTzGetDatum(far.snapshot_at);
+	if (dedupe && attempted == NULL)
+		load_attempted(far.snapshot_at);
+	else if (!dedupe && attempted != NULL)
+	{
+		hash_destroy(attempted);
+		attempted = NULL;
+	}
+	/* the txids from prev's xmax on: from the cursor, or just before xmax */
+	prev_xmax = snapshot_xmax(far.snapshot);
+	memset(&last_uuid, 0xff, sizeof(pg_uuid_t));
+	if (far.after_txid < prev_xmax)
+	{
+		args[8] = xid8_datum(prev_xmax - 1);
+		args[9] = UUIDPGetDatum(&last_uuid);
+	}
+	else
+	{
+		args[8] = args[2];
+		args[9] = args[3];
+	}
 	if (dedupe)
 		ret = SPI_execute_plan(webhooks_prepare_once(&page_dedupe_plan,
-													 page_dedupe_sql, 8, types),
+													 page_dedupe_sql, 10, types),
 							   args, NULL, false, 0);
 	else
-		ret = SPI_execute_plan(webhooks_prepare_once(&page_plan, page_sql, 7,
+		ret = SPI_execute_plan(webhooks_prepare_once(&page_plan, page_sql, 10,
 													 types),
 							   args, NULL, false, 0);
 	if (ret != SPI_OK_SELECT)
@@ -337,6 +453,7 @@ webhooks_reader_read(int limit, int64 byte_budget, Delivery **deliveries,
 
 	t = SPI_tuptable;
 	result = MemoryContextAllocZero(cxt, sizeof(Delivery) * Max(SPI_processed, 1));
+	/* an event's rows come together (a lateral join), its body with the first */
 	for (uint64 i = 0; i < SPI_processed; i++)
 	{
 		HeapTuple	tup = t->vals[i];
@@ -361,6 +478,28 @@ webhooks_reader_read(int limit, int64 byte_budget, Delivery **deliveries,
 		webhook = SPI_getbinval(tup, desc, 8, &isnull);
 		if (isnull)
 			continue;			/* an event nobody receives */
+		(void) SPI_getbinval(tup, desc, 7, &isnull);
+		if (!isnull)
+		{
+			old = MemoryContextSwitchTo(cxt);
+			body = SPI_getvalue(tup, desc, 7);
+			MemoryContextSwitchTo(old);
+			body_event = id;
+		}
+		else if (body == NULL || memcmp(&body_event, &id, sizeof(id)) != 0)
+			elog(ERROR, "an event's deliveries came apart from its body");
+		if (attempted != NULL)
+		{
+			AttemptedKey key;
+
+			key.event_id = id;
+			key.webhook_id = *DatumGetUUIDP(webhook);
+			if (hash_search(attempted, &key, HASH_FIND, NULL) != NULL)
+			{
+				skipped++;
+				continue;		/* its predecessor attempted it */
+			}
+		}
 
 		d = &result[n++];
 		d->webhook_id = *DatumGetUUIDP(webhook);
@@ -372,13 +511,16 @@ webhooks_reader_read(int limit, int64 byte_budget, Delivery **deliveries,
 		old = MemoryContextSwitchTo(cxt);
 		d->event = SPI_getvalue(tup, desc, 3);
 		d->community_id = SPI_getvalue(tup, desc, 4);
-		d->payload = SPI_getvalue(tup, desc, 7);
+		d->payload = body;
 		d->url = SPI_getvalue(tup, desc, 9);
 		d->secret = SPI_getvalue(tup, desc, 10);
 		d->previous_secret = SPI_getvalue(tup, desc, 11);
 		d->header_lines = SPI_getvalue(tup, desc, 12);
 		MemoryContextSwitchTo(old);
 	}
+
+	if (nevents > 0)
+		fanout = Max(1, (int) ((n + skipped + nevents - 1) / nevents));
 
 	/* move on: within the window, or past it when it is all read */
 	window_full = (ncounted >= limit || nevents < ncounted);

@@ -1,27 +1,34 @@
 /*-------------------------------------------------------------------------
  *
  * worker.c
- *		The delivery worker: claims due deliveries, sends them many at a
- *		time, and records every attempt.
+ *		The delivery worker: reads committed events into deliveries, claims
+ *		due ones from the queue, sends them many at a time, and records
+ *		every attempt.
  *
  * One loop, never blocked on the network or holding a transaction across
  * HTTP:
  *   1. take the requests libcurl has finished, decide delivered / retry /
- *      failed, and free their slot (starting the next request queued for
- *      that webhook);
- *   2. record finished attempts in one transaction per batch;
- *   3. read the events committed since the last read and queue their
- *      deliveries (reader.c), in one short transaction;
- *   4. claim due deliveries in one short transaction and start them;
- *   5. wait on the latch, libcurl's sockets and timers together.
+ *      failed, and free their slot (starting the next request waiting for
+ *      that webhook or its community);
+ *   2. record finished attempts in one transaction per batch: a log row
+ *      each, and a queue row for a delivery read from the events that is
+ *      not done (reader.c, queue.c);
+ *   3. read a page of newly committed events into deliveries and start
+ *      them, in one short transaction, while there is room;
+ *   4. claim due deliveries from the queue (retries, spilled ones) in one
+ *      short transaction and start them;
+ *   5. move to the queue what waited in memory too long;
+ *   6. wait on the latch, libcurl's sockets and timers together.
  * A commit that emitted events sets the latch (webhooks.c), a due retry
  * is a timer, and with nothing to do the worker looks once a second for
  * work it was not woken for (rows restored or re-queued by hand).
  *
  * Each webhook has at most webhooks.max_requests_per_endpoint requests in
- * flight; deliveries claimed beyond that wait in memory, and a webhook at
- * its limit is left out of the next claim, so a slow endpoint keeps its
- * own deliveries waiting and no one else's.
+ * flight, each community its share of webhooks.max_concurrent_requests;
+ * deliveries beyond that wait in memory, a webhook at its limit is left
+ * out of the next claim, and what waits too long (or behind a stalled
+ * endpoint) goes to the queue, so a slow endpoint keeps its own deliveries
+ * waiting and no one else's.
  *
  * The worker's own commits are asynchronous: a commit lost in a crash only
  * means an attempt is made again, which at-least-once delivery allows.
@@ -69,6 +76,8 @@
 #define RECORD_DELAY_MS 20
 /* How long before recording again attempts an application's lock held off */
 #define DEFER_MS 200
+/* How long before trying again to record what could not be written */
+#define RECORD_RETRY_MS 5000
 /* How often deliveries marked in flight by no live worker are released */
 #define RELEASE_INTERVAL_MS (10 * 1000L)
 /* How often partitions are made ahead and dropped past the retention */
@@ -108,6 +117,7 @@ typedef struct Endpoint
 	int			in_flight;
 	int			nqueued;
 	TimestampTz progress_at;	/* its last request finished (or it began) */
+	bool		queue_backed;	/* it may have rows in the queue to claim */
 	dlist_head	queued;			/* requests waiting for a free slot */
 	bool		gone;			/* answered 410 Gone: send it nothing more */
 } Endpoint;
@@ -416,6 +426,7 @@ endpoint_for(pg_uuid_t *webhook_id, const char *community_id)
 		ep->in_flight = 0;
 		ep->nqueued = 0;
 		ep->progress_at = GetCurrentTimestamp();
+		ep->queue_backed = false;
 		ep->gone = false;
 		dlist_init(&ep->queued);
 	}
@@ -491,6 +502,8 @@ static void
 submit(Endpoint *ep, WebhookRequest *req)
 {
 	((Attempt *) req->owner)->queued_at = GetCurrentTimestamp();
+	if (((Attempt *) req->owner)->rec.delivery_id != 0)
+		ep->queue_backed = true;
 	dlist_push_tail(&ep->queued, &req->node);
 	ep->nqueued++;
 	queued_total++;
@@ -592,11 +605,16 @@ finish_attempt(WebhookRequest *req)
 	if (r->outcome == OUTCOME_GONE && ep != NULL)
 		ep->gone = true;
 
-	/* a lives in the request's memory: done with it before the free */
+	/* a slot freed where the queue may have work: claim again soon */
+	if (ep != NULL && r->outcome == OUTCOME_RETRY)
+		ep->queue_backed = true;
+	if (ep != NULL && ep->queue_backed)
+		freed_since_claim++;
+
+	/* a (and r) live in the request's memory: done with them before the free */
 	dlist_delete(&a->live_node);
 	release_body(&r->event_id);
 	webhooks_request_free(req);
-	freed_since_claim++;
 	if (ep != NULL)
 	{
 		Community  *c = ep->community;
@@ -677,6 +695,7 @@ spill_waiting(bool all)
 			dlist_delete(&req->node);
 			ep->nqueued--;
 			queued_total--;
+			ep->queue_backed = true;
 			drop_request(req, NULL);
 		}
 		if (ep->in_flight == 0 && ep->nqueued == 0 && !ep->gone)
@@ -789,21 +808,25 @@ keep_deferred_records(void)
 /*
  * Record every finished attempt in one transaction.  If the batch fails,
  * each attempt is tried alone, so one bad row cannot hold back the rest;
- * an attempt that still fails stays unrecorded, and its delivery, held by
- * nobody, is released and sent again (release_orphans).  An attempt whose
+ * a claimed delivery's attempt that still fails stays unrecorded, and its
+ * delivery, held by nobody, is released and sent again (release_orphans);
+ * a read one's is kept and tried again RECORD_RETRY_MS later.  Returns
+ * whether deliveries were spilled into the queue (a claim may take them).  An attempt whose
  * delivery an application's transaction has locked (webhook_delete not
  * yet committed) is kept and recorded a little later: the worker never
  * waits for the application, and nobody else's attempts wait with it.
  */
-static void
+static bool
 record_attempts(void)
 {
 	bool	   *deferred;
 	bool	   *recorded;
 	int			kept = 0;
+	bool		retry_failed = false;
+	bool		spilled = false;
 
 	if (nrecords == 0)
-		return;
+		return false;
 
 	deferred = palloc0(sizeof(bool) * nrecords);
 	recorded = palloc(sizeof(bool) * nrecords);
@@ -822,22 +845,35 @@ record_attempts(void)
 						(errmsg("webhooks: could not record attempt %d of delivery " INT64_FORMAT "; it is sent again",
 								records[i].attempt, records[i].delivery_id),
 						 errdetail("Its delivery stays marked in flight until the worker releases what it does not hold (every 10 s).")));
-			else
+			else if (records[i].outcome != OUTCOME_TEST)
 				ereport(WARNING,
-						(errmsg("webhooks: could not record attempt %d of event %s to webhook %s; it is sent again after the worker restarts",
+						(errmsg("webhooks: could not record attempt %d of event %s to webhook %s; trying again in %d s",
 								records[i].attempt,
 								webhooks_uuid_to_cstring(&records[i].event_id),
-								webhooks_uuid_to_cstring(&records[i].webhook_id)),
-						 errdetail("The read position stays before its event until then.")));
+								webhooks_uuid_to_cstring(&records[i].webhook_id),
+								RECORD_RETRY_MS / 1000),
+						 errdetail("The read position stays before its event until it is recorded.")));
 		}
 	}
 
 	for (int i = 0; i < nrecords; i++)
 	{
-		if (deferred[i])
+		/*
+		 * Kept for later: those an application's lock held off, and read
+		 * ones that could not be written (they have no row to fall back
+		 * on, and the read position waits for them).
+		 */
+		if (deferred[i] || (!recorded[i] && records[i].delivery_id == 0 &&
+							records[i].outcome != OUTCOME_TEST))
+		{
+			if (!deferred[i])
+				retry_failed = true;
 			records[kept++] = records[i];
+		}
 		else if (recorded[i] && records[i].page != NULL)
 			webhooks_reader_done(records[i].page, 1);
+		if (records[i].outcome == OUTCOME_SPILL && recorded[i] && !deferred[i])
+			spilled = true;
 		if (recorded[i] && !deferred[i] &&
 			(records[i].delivery_id != 0 ||
 			 records[i].outcome != OUTCOME_DELIVERED))
@@ -852,12 +888,13 @@ record_attempts(void)
 	{
 		keep_deferred_records();
 		records_deferred_until = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
-															 DEFER_MS);
-		return;
+															 retry_failed ? RECORD_RETRY_MS : DEFER_MS);
+		return spilled;
 	}
 	MemoryContextReset(records_cxt);
 	records = NULL;
 	records_size = 0;
+	return spilled;
 }
 
 /*
@@ -1049,12 +1086,17 @@ start_delivery(Delivery *d)
 		record_unsendable(d, "the event is no longer kept (webhooks.log_retention)");
 		return;
 	}
-	if (d->id == 0 &&
-		stalled(endpoint_for(&d->webhook_id, d->community_id),
-				GetCurrentTimestamp()))
+	if (d->id == 0)
 	{
-		record_spilled(d);
-		return;
+		Endpoint   *ep = hash_search(endpoints, &d->webhook_id, HASH_FIND,
+										 NULL);
+
+		if (ep != NULL && stalled(ep, GetCurrentTimestamp()))
+		{
+			ep->queue_backed = true;
+			record_spilled(d);
+			return;
+		}
 	}
 	PG_TRY();
 	{
@@ -1274,6 +1316,7 @@ deliver_forever(void)
 														   RELEASE_INTERVAL_MS);
 	TimestampTz next_poll = 0;
 	TimestampTz next_spill = 0;
+	TimestampTz next_read = 0;
 	uint64		changes_seen = pg_atomic_read_u64(&webhooks_shared->webhooks_changed);
 	uint64		changes;
 
@@ -1322,8 +1365,8 @@ deliver_forever(void)
 			 ms_until(TimestampTzPlusMilliseconds(first_record_at,
 												  RECORD_DELAY_MS)) == 0))
 		{
-			record_attempts();
-			claim_now = true;
+			if (record_attempts())
+				claim_now = true;
 		}
 
 		/*
@@ -1349,17 +1392,18 @@ deliver_forever(void)
 		free_slots = webhooks_max_concurrent - busy;
 		room = (free_slots >= min_claim || (busy == 0 && free_slots > 0)) &&
 			(bytes_held < MAX_BYTES_IN_FLIGHT || busy == 0);
-		if (room && (read_now || webhooks_reader_more()))
+		if (room && (read_now || webhooks_reader_more()) &&
+			ms_until(next_read) == 0)
 		{
 			read_now = false;
+			/* after an error (logged), read again in a second */
 			if (read_and_start(Min(free_slots, webhooks_batch_size)) < 0)
-				next_poll = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+				next_read = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
 														1000);
 			busy = webhooks_client_in_flight(client) + queued_total;
 			free_slots = webhooks_max_concurrent - busy;
 			room = (free_slots >= min_claim || (busy == 0 && free_slots > 0)) &&
 				(bytes_held < MAX_BYTES_IN_FLIGHT || busy == 0);
-			claim_now = true;
 		}
 
 		if (claim_now && room)
@@ -1581,7 +1625,7 @@ webhooks_worker_main(Datum main_arg)
 		while ((req = webhooks_client_next_done(client)) != NULL)
 			finish_attempt(req);
 	}
-	record_attempts();
+	(void) record_attempts();
 	(void) run_in_transaction("saving the read position", save_position, NULL);
 	proc_exit(0);
 }

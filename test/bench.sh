@@ -464,7 +464,15 @@ run_backlog() {
 	ngx=$(nginx_worker)
 	emit_backlog "$label" "$select"
 	t0=$(now) w0=$(cpu_ticks "$worker_pid") g0=$(cpu_ticks "$ngx")
+	# BENCH_PERF=PREFIX: profile the worker while it drains (perf, if present)
+	local perf_pid=
+	if [ -n "${BENCH_PERF:-}" ] && command -v perf >/dev/null; then
+		perf record -q -F 999 -g -p "$worker_pid" -o "$BENCH_PERF.$label" \
+			>/dev/null 2>&1 &
+		perf_pid=$!
+	fi
 	wait_for_attempts "$where" "$n" "$(drain_timeout "$n")" "$interval" || true
+	[ -n "$perf_pid" ] && stop_pid "$perf_pid" INT
 	t1=$(now) w1=$(cpu_ticks "$worker_pid") g1=$(cpu_ticks "$ngx")
 	hwm_kb=$(status_kb "$worker_pid" VmHWM)
 	cpu_pct=$(calc "100 * ($w1 - $w0) / $clk_tck / ($t1 - $t0)" %.0f)
@@ -828,6 +836,78 @@ EOF
 	say
 }
 
+# Retention: a past day's partition of a million events is dropped (the
+# statement the worker runs, with its 200 ms lock timeout) while a backlog
+# drains; how long the drop takes, and the longest pause between two
+# deliveries around it against the longest anywhere else in the drain.
+scale_retention() {
+	local old_rows=$scale_events part drop_ms t_drop tries gaps near far n=100000
+	[ $smoke = 1 ] && n=2000
+	part=events_p$(q -c "SELECT to_char(current_date - 40, 'YYYYMMDD')")
+	q -c "
+	  DO \$\$
+	  DECLARE d timestamptz := (current_date - 40)::timestamp AT TIME ZONE 'UTC';
+	  BEGIN
+	    EXECUTE format('CREATE TABLE webhooks.%I PARTITION OF webhooks.events FOR VALUES FROM (%L) TO (%L)',
+	                   '$part', d, d + interval '1 day');
+	    EXECUTE format('CREATE INDEX ON webhooks.%I (txid, id)', '$part');
+	  END \$\$;
+	  INSERT INTO webhooks.events (id, type, community_id, payload, created_at, txid, payload_bytes)
+	  SELECT gen_random_uuid(), 'member.joined', 'old', bench.payload(i),
+	         ((current_date - 40)::timestamp AT TIME ZONE 'UTC') + i * interval '80 ms', '0', 600
+	  FROM generate_series(1, $old_rows) i" >/dev/null
+	make_webhooks retention 1 "$base_url/retention"
+	(
+		# once the backlog is committed and a tenth delivered, as the
+		# worker would: 200 ms lock timeout, tried again (the worker waits
+		# a minute; here 100 ms, at most 50 times)
+		for _ in $(seq 1 300); do
+			[ "$(q -c "SELECT count(*) FROM webhooks.delivery_attempts a JOIN webhooks.webhooks w
+			           ON w.id = a.webhook_id WHERE w.community_id = 'retention0'" 2>/dev/null)" -ge $((n / 10)) ] && break
+			sleep 0.1
+		done
+		for try in $(seq 1 50); do
+			if q -c "SET lock_timeout = '200ms'" -c '\timing on' \
+				-c "SELECT extract(epoch FROM clock_timestamp())" \
+				-c "DROP TABLE webhooks.$part" >"$dir/drop.txt" 2>&1; then
+				echo "tries: $try" >>"$dir/drop.txt"
+				break
+			fi
+			sleep 0.1
+		done
+	) &
+	local dropper=$!
+	run_backlog scale "retention" "$n" \
+		"SELECT count(webhooks.emit('retention0', 'member.joined', bench.payload(i))) FROM generate_series(1, $n) i" \
+		"true"
+	wait "$dropper" || true
+	drop_ms=$(awk '/^Time:/ { t = $2 } END { print t + 0 }' "$dir/drop.txt")
+	t_drop=$(grep -E '^[0-9]+\.[0-9]+$' "$dir/drop.txt" | tail -1)
+	tries=$(awk '/^tries:/ { print $2 }' "$dir/drop.txt")
+	if [ -z "$tries" ] || [ -z "$t_drop" ]; then
+		say "- retention: the drop did not run: $(tr '\n' ' ' <"$dir/drop.txt")"
+		return 0
+	fi
+	# the longest pause between deliveries within 1 s of the drop, and elsewhere
+	gaps=$(q -F ' ' -c "
+	  WITH a AS (
+	    SELECT created_at, created_at - lag(created_at) OVER (ORDER BY created_at) AS gap
+	    FROM webhooks.delivery_attempts
+	    WHERE webhook_id IN (SELECT id FROM webhooks.webhooks WHERE community_id = 'retention0'))
+	  SELECT round(1000 * extract(epoch FROM coalesce(max(gap) FILTER (WHERE created_at
+	           BETWEEN to_timestamp($t_drop) AND to_timestamp($t_drop) + interval '1 s' + $drop_ms * interval '1 ms'), '0'))),
+	         round(1000 * extract(epoch FROM coalesce(max(gap) FILTER (WHERE NOT created_at
+	           BETWEEN to_timestamp($t_drop) AND to_timestamp($t_drop) + interval '1 s' + $drop_ms * interval '1 ms'), '0')))
+	  FROM a")
+	read -r near far <<<"${gaps:-nan nan}"
+	say "- retention: dropping a day of $(fmt_k "$old_rows") events took $drop_ms ms (lock had at try $tries) while $(fmt_k "$n") deliveries drained at $rate/s; longest pause between deliveries around the drop $near ms, elsewhere in the drain $far ms"
+	record scale "ms to drop a day of $(fmt_k "$old_rows") events" "$drop_ms" "< 1000"
+	record scale "longest pause in deliveries around the drop, ms" "$near" "-"
+	record scale "longest pause in deliveries elsewhere in the drain, ms" "$far" "-"
+	drop_webhooks
+	reset_queue
+}
+
 ############################################################################
 # 5. scale: a big backlog drains at a steady rate; webhook_logs stays fast
 ############################################################################
@@ -866,6 +946,7 @@ scenario_scale() {
 	done
 	drop_webhooks
 	reset_queue
+	scale_retention
 
 	# webhook_logs: 100 webhooks' worth of attempts, inserted directly
 	make_webhooks logs 100 "$base_url/logs" false

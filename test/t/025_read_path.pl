@@ -53,6 +53,30 @@ ok($node->poll_query_until('postgres',
 	  FROM webhooks.reader}),
 	'the saved position is past every event read');
 
+# Pages: a transaction of 1200 events open across several reads (so read
+# through the snapshots' in-progress lists), and one of 1100 committed
+# at once, both read in pages of at most webhooks.batch_size (500) events;
+# each event arrives once.
+my ($big) = create_webhook($node, 'P', "$base/pages", '{member.joined}');
+my $bg = $node->background_psql('postgres');
+$bg->query_safe(q{BEGIN});
+$bg->query_safe(q{SELECT count(webhooks.emit('P', 'member.joined', jsonb_build_object('open', g)))
+                  FROM generate_series(1, 1200) g});
+sql(q{SELECT count(webhooks.emit('P', 'member.joined', jsonb_build_object('at_once', g)))
+      FROM generate_series(1, 1100) g});
+ok(wait_for_requests($recv, 1100, sub { $_[0]{path} eq '/pages' }, 30),
+	'the 1100 committed at once arrive while the other transaction is open');
+sleep(2);	# reads go on meanwhile, the open transaction in their snapshots
+$bg->query_safe(q{COMMIT});
+$bg->quit;
+ok(wait_for_requests($recv, 2300, sub { $_[0]{path} eq '/pages' }, 60),
+	'the 1200 of the long transaction arrive after its commit');
+sleep(1);
+my %seen;
+$seen{ $_->{headers}{'webhook-id'} }++ for grep { $_->{path} eq '/pages' } requests($recv);
+is(scalar(keys %seen), 2300, '2300 distinct events');
+is(scalar(grep { $_ > 1 } values %seen), 0, 'none of them twice');
+
 # 2. Failure: the first attempt is logged, the retry is a queue row.
 my ($bad) = create_webhook($node, 'F', "$base/status/500", '{member.joined}');
 my $event = sql(q{SELECT webhooks.emit('F', 'member.joined', '{"n": 1}')});

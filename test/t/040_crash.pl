@@ -125,6 +125,8 @@ sub crash_round
 	my $log = slurp_file($node->logfile, $offset);
 	like($log, $expect_log, "$tag: the log shows the $what") if $expect_log;
 	like($log, qr/delivery worker started/, "$tag: a new worker started");
+	like($log, qr/reading again from the saved position, leaving out \d+ deliveries attempted since/,
+		"$tag: it read again from the saved position, leaving out what was attempted");
 	is($node->safe_psql('postgres',
 		"SELECT count(*) FROM webhooks.deliveries WHERE state <> 'pending' OR attempts > 0"),
 		'0', "$tag: nothing left failed or half-done in the queue");
