@@ -116,7 +116,6 @@ extern bool webhooks_reader_start(void);
 extern int	webhooks_reader_read(int limit, int64 byte_budget,
 								 Delivery **deliveries, MemoryContext cxt);
 extern bool webhooks_reader_more(void);
-extern int64 webhooks_reader_outstanding(void);
 extern void webhooks_reader_done(ReadPage *page, int n);
 extern void webhooks_reader_save(void);
 extern void webhooks_reader_forget_saved(void);

@@ -87,7 +87,6 @@ static ReadPosition saved;		/* what webhooks.reader says */
 static TimestampTz since;		/* webhooks.reader.since */
 static TimestampTz started_at;	/* when this worker began reading */
 static dlist_head pages = DLIST_STATIC_INIT(pages);
-static int64 outstanding_total = 0;
 static bool window_full = false;	/* the last page was full */
 static int	fanout = 1;			/* deliveries per event, last page (rounded up) */
 
@@ -332,13 +331,6 @@ webhooks_reader_start(void)
 	return true;
 }
 
-/* Deliveries read and not yet recorded. */
-int64
-webhooks_reader_outstanding(void)
-{
-	return outstanding_total;
-}
-
 /* Whether the last page was full: more of its window is waiting. */
 bool
 webhooks_reader_more(void)
@@ -361,8 +353,9 @@ compare_event(uint64 txid_a, const pg_uuid_t *id_a, uint64 txid_b,
  * page's fan-out allows) and at most byte_budget payload bytes (but one
  * event at least) of the window in progress (opening one, from the
  * position to a snapshot taken now, if none is) into deliveries, copied
- * into cxt, each with its page.  Returns how many.  In the caller's transaction, with SPI
- * connected; no statement of it may have written yet.
+ * into cxt, each with its page.  Returns how many.  In the caller's
+ * transaction, with SPI connected; no statement of it may have written
+ * yet.
  */
 int
 webhooks_reader_read(int limit, int64 byte_budget, Delivery **deliveries,
@@ -548,7 +541,6 @@ webhooks_reader_read(int limit, int64 byte_budget, Delivery **deliveries,
 	page->start = start;
 	page->outstanding = n;
 	dlist_push_tail(&pages, &page->node);
-	outstanding_total += n;
 	for (int i = 0; i < n; i++)
 		result[i].page = page;
 	*deliveries = result;
@@ -563,7 +555,6 @@ void
 webhooks_reader_done(ReadPage *page, int n)
 {
 	page->outstanding -= n;
-	outstanding_total -= n;
 	Assert(page->outstanding >= 0);
 	/* pages before the oldest with work left are of no more use */
 	while (!dlist_is_empty(&pages))

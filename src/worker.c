@@ -161,7 +161,7 @@ static int	queued_total = 0;
 
 static MemoryContext requests_cxt = NULL;	/* parent of every request */
 static MemoryContext records_cxt = NULL;	/* attempts not yet recorded */
-static MemoryContext claim_cxt = NULL;	/* one claim's rows */
+static MemoryContext claim_cxt = NULL;	/* one claim's or one read's rows */
 
 /* Queue rows written after which the queue is vacuumed (vacuum.c) */
 #define VACUUM_EVERY 100000
@@ -1115,6 +1115,38 @@ start_delivery(Delivery *d)
 	PG_END_TRY();
 }
 
+/* Deliveries taken in a transaction, for run_in_transaction */
+typedef struct Taken
+{
+	int			limit;
+	HeldRequests *held;			/* claims: what the worker holds */
+	bool	   *has_due;		/* claims: out, whether one is due later */
+	TimestampTz *next_due;		/* claims: out, when */
+	Delivery   *deliveries;		/* out, in claim_cxt */
+	int			n;				/* out */
+} Taken;
+
+static void
+claim(void *arg)
+{
+	Taken	   *t = (Taken *) arg;
+
+	t->n = webhooks_queue_claim(t->limit, t->held, &t->deliveries, claim_cxt);
+	if (t->n < t->limit)
+		*t->has_due = webhooks_queue_next_due(t->held, t->next_due);
+}
+
+static void
+read_page(void *arg)
+{
+	Taken	   *t = (Taken *) arg;
+
+	t->n = webhooks_reader_read(t->limit,
+								Max(MAX_BYTES_IN_FLIGHT - bytes_held, 0),
+								&t->deliveries, claim_cxt);
+	webhooks_reader_save();
+}
+
 /*
  * Claim up to limit due deliveries in one transaction, then start them.
  * Returns how many were claimed, or -1 after an error.
@@ -1123,74 +1155,36 @@ static int
 claim_and_start(int limit, HeldRequests *held, bool *has_due,
 				TimestampTz *next_due)
 {
-	MemoryContext cxt = CurrentMemoryContext;
-	Delivery   *volatile deliveries = NULL;
-	volatile int n = 0;
-	volatile bool failed = false;
+	Taken		t = {limit, held, has_due, next_due, NULL, 0};
 
 	MemoryContextReset(claim_cxt);
-	PG_TRY();
-	{
-		Delivery   *claimed;
-
-		begin_work("claiming deliveries");
-		n = webhooks_queue_claim(limit, held, &claimed, claim_cxt);
-		deliveries = claimed;
-		if (n < limit)
-			*has_due = webhooks_queue_next_due(held, next_due);
-		end_work();
-	}
-	PG_CATCH();
-	{
-		recover_from_error(cxt);
-		failed = true;
-	}
-	PG_END_TRY();
-	if (failed)
+	if (!run_in_transaction("claiming deliveries", claim, &t))
 		return -1;
-
-	for (int i = 0; i < n; i++)
-		start_delivery(&deliveries[i]);
-	return n;
+	for (int i = 0; i < t.n; i++)
+		start_delivery(&t.deliveries[i]);
+	return t.n;
 }
 
 /*
- * Read a page of up to limit committed events into deliveries and start
- * them, and save where reading stands, in one transaction.  Returns how
- * many deliveries, or -1 after an error (what was read is started all the
- * same: reading writes nothing).
+ * Read a page of about limit deliveries from the committed events and
+ * start them, and save where reading stands, in one transaction.  Returns
+ * how many deliveries, or -1 after an error (what was read is started all
+ * the same: reading writes nothing, and the saved position is not
+ * trusted).
  */
 static int
 read_and_start(int limit)
 {
-	MemoryContext cxt = CurrentMemoryContext;
-	Delivery   *volatile deliveries = NULL;
-	volatile int n = 0;
-	volatile bool failed = false;
+	Taken		t = {limit, NULL, NULL, NULL, NULL, 0};
+	bool		ok;
 
 	MemoryContextReset(claim_cxt);
-	PG_TRY();
-	{
-		Delivery   *read;
-
-		begin_work("reading events");
-		n = webhooks_reader_read(limit, Max(MAX_BYTES_IN_FLIGHT - bytes_held, 0),
-								 &read, claim_cxt);
-		deliveries = read;
-		webhooks_reader_save();
-		end_work();
-	}
-	PG_CATCH();
-	{
-		recover_from_error(cxt);
+	ok = run_in_transaction("reading events", read_page, &t);
+	if (!ok)
 		webhooks_reader_forget_saved();
-		failed = true;
-	}
-	PG_END_TRY();
-
-	for (int i = 0; i < n; i++)
-		start_delivery(&deliveries[i]);
-	return failed ? -1 : n;
+	for (int i = 0; i < t.n; i++)
+		start_delivery(&t.deliveries[i]);
+	return ok ? t.n : -1;
 }
 
 static void
