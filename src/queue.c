@@ -173,24 +173,28 @@ static const char *record_sql =
 "  SELECT r.webhook_id, r.event_id, r.event, r.attempt, r.status_code,"
 "         r.response_time_ms, r.error, r.response_body, r.created_at"
 "  FROM r"
-"  WHERE EXISTS (SELECT 1 FROM webhooks.webhooks w WHERE w.id = r.webhook_id)"
+"  WHERE r.outcome <> 's'"
+"    AND EXISTS (SELECT 1 FROM webhooks.webhooks w WHERE w.id = r.webhook_id)"
 "), delivered AS ("
 "  DELETE FROM webhooks.deliveries d"
 "  WHERE d.id = ANY (ARRAY(SELECT delivery_id FROM r WHERE outcome = 'd'))"
 ") "
 "UPDATE webhooks.deliveries d SET"
-"  state = CASE WHEN r.outcome = 'r' AND EXISTS ("
+"  state = CASE WHEN r.outcome = 's' THEN 'pending'"
+"          WHEN r.outcome = 'r' AND EXISTS ("
 "            SELECT 1 FROM webhooks.webhooks w"
 "            WHERE w.id = d.webhook_id AND w.is_active)"
 "          THEN 'pending' ELSE 'failed' END,"
-"  attempts = r.attempt,"
+"  attempts = CASE WHEN r.outcome = 's' THEN d.attempts ELSE r.attempt END,"
 "  next_attempt_at = coalesce(r.next_attempt_at, d.next_attempt_at),"
-"  last_attempt_at = r.created_at,"
-"  last_status = r.status_code,"
-"  last_error = r.error "
-"FROM r WHERE d.id = r.delivery_id AND r.outcome IN ('r', 'f', 'g')"
+"  last_attempt_at = CASE WHEN r.outcome = 's' THEN d.last_attempt_at"
+"                    ELSE r.created_at END,"
+"  last_status = CASE WHEN r.outcome = 's' THEN d.last_status"
+"                ELSE r.status_code END,"
+"  last_error = CASE WHEN r.outcome = 's' THEN d.last_error ELSE r.error END "
+"FROM r WHERE d.id = r.delivery_id AND r.outcome IN ('r', 'f', 'g', 's')"
 "  AND d.id = ANY (ARRAY(SELECT delivery_id FROM r"
-"                        WHERE outcome IN ('r', 'f', 'g')))";
+"                        WHERE outcome IN ('r', 'f', 'g', 's')))";
 
 /* qsort / bsearch order of int64s */
 static int
@@ -609,7 +613,8 @@ webhooks_queue_record(AttemptRecord *records, int n, bool *deferred)
 	{
 		AttemptRecord *r = &records[i];
 
-		if (deferred[i] || r->outcome == OUTCOME_SPILL)
+		/* a read one spilled has no row yet: queue_read makes it */
+		if (deferred[i] || (r->outcome == OUTCOME_SPILL && r->delivery_id == 0))
 			continue;
 		ids[m] = Int64GetDatum(r->delivery_id);
 		webhook_ids[m] = r->webhook_id;

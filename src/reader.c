@@ -399,8 +399,6 @@ webhooks_reader_read(int limit, int64 byte_budget, Delivery **deliveries,
 		far.after_txid = 0;
 		memset(&far.after_id, 0, sizeof(pg_uuid_t));
 	}
-	memset(&start, 0, sizeof(start));
-	copy_position(&start, &far);
 
 	/* a window begun before this worker: its predecessor may have read it */
 	dedupe = far.snapshot_at < started_at;
@@ -514,6 +512,10 @@ webhooks_reader_read(int limit, int64 byte_budget, Delivery **deliveries,
 
 	if (nevents > 0)
 		fanout = Max(1, (int) ((n + skipped + nevents - 1) / nevents));
+
+	/* where this page starts, for the position (copied once it is read) */
+	memset(&start, 0, sizeof(start));
+	copy_position(&start, &far);
 
 	/* move on: within the window, or past it when it is all read */
 	window_full = (ncounted >= limit || nevents < ncounted);

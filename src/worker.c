@@ -664,10 +664,12 @@ drop_request(WebhookRequest *req, const char *why)
 
 /*
  * Deliveries read from the events that have waited SPILL_MS for their
- * endpoint (or its community), or wait behind a stalled one (or all, if
- * all), go to the queue, where claims share the worker between webhooks and communities
+ * endpoint (or its community), or wait behind a stalled one, go to the
+ * queue, where claims share the worker between webhooks and communities
  * as their slots come free: a slow endpoint's backlog holds neither the
- * worker's memory nor the reading of everyone else's events.
+ * worker's memory nor the reading of everyone else's events.  With all,
+ * every delivery waiting goes, claimed ones too (their rows go back to
+ * pending): a webhook changed, and claims see it as it is now.
  */
 static void
 spill_waiting(bool all)
@@ -690,8 +692,8 @@ spill_waiting(bool all)
 
 			if (!stuck && a->queued_at > before)
 				break;			/* the rest came later */
-			if (a->rec.delivery_id != 0)
-				continue;		/* claimed: its row says it is being sent */
+			if (a->rec.delivery_id != 0 && !all)
+				continue;		/* claimed: it has its slot's turn coming */
 			dlist_delete(&req->node);
 			ep->nqueued--;
 			queued_total--;
