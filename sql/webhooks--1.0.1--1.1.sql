@@ -114,6 +114,14 @@ AS $$
           AND pg_visible_in_snapshot(e.txid, cur)
           AND (e.txid, e.id) > (after_txid, after_id)
           AND e.created_at >= since
+    ), attempted AS MATERIALIZED (
+        -- what was attempted since dedupe_since: one range of the log's
+        -- (webhook_id, created_at) index per webhook, not one per delivery
+        SELECT a.event_id, a.webhook_id
+        FROM webhooks.webhooks w CROSS JOIN LATERAL (
+            SELECT a.event_id, a.webhook_id FROM webhooks.delivery_attempts a
+            WHERE a.webhook_id = w.id AND a.created_at >= dedupe_since) a
+        WHERE dedupe_since IS NOT NULL
     ), q AS (
         INSERT INTO webhooks.deliveries
                (webhook_id, event_id, event, community_id, emitted_at,
@@ -128,10 +136,8 @@ AS $$
         WHERE dedupe_since IS NULL OR (
               NOT EXISTS (SELECT 1 FROM webhooks.deliveries d
                           WHERE d.event_id = ev.id AND d.webhook_id = w.id)
-              AND NOT EXISTS (SELECT 1 FROM webhooks.delivery_attempts a
-                              WHERE a.webhook_id = w.id
-                                AND a.created_at >= dedupe_since
-                                AND a.event_id = ev.id))
+              AND NOT EXISTS (SELECT 1 FROM attempted t
+                              WHERE t.event_id = ev.id AND t.webhook_id = w.id))
         -- in the order of reading, and of the webhooks' creation
         ORDER BY ev.txid, ev.id, w.created_at, w.id
         RETURNING 1

@@ -1042,29 +1042,19 @@ build_request(Delivery *d)
 	return req;
 }
 
-/* Record, without sending, a delivery that cannot be attempted. */
+/*
+ * Record a delivery without sending it: failed, when it cannot be
+ * attempted (why), or spilled into the queue (why NULL).
+ */
 static void
-record_unsendable(Delivery *d, const char *why)
+record_unsent(Delivery *d, const char *why)
 {
 	AttemptRecord *r = new_record();
 
 	record_of(r, d);
 	r->error = why;
 	r->started_at = GetCurrentTimestamp();
-	r->outcome = OUTCOME_FAILED;
-	r->no_request = true;
-	keep_strings(r, records_cxt);
-}
-
-/* Record, without sending, a delivery read that goes to the queue. */
-static void
-record_spilled(Delivery *d)
-{
-	AttemptRecord *r = new_record();
-
-	record_of(r, d);
-	r->started_at = GetCurrentTimestamp();
-	r->outcome = OUTCOME_SPILL;
+	r->outcome = why ? OUTCOME_FAILED : OUTCOME_SPILL;
 	r->no_request = true;
 	keep_strings(r, records_cxt);
 }
@@ -1080,12 +1070,12 @@ start_delivery(Delivery *d)
 
 	if (d->url == NULL)
 	{
-		record_unsendable(d, "the webhook was deleted or deactivated");
+		record_unsent(d, "the webhook was deleted or deactivated");
 		return;
 	}
 	if (d->payload == NULL)
 	{
-		record_unsendable(d, "the event is no longer kept (webhooks.log_retention)");
+		record_unsent(d, "the event is no longer kept (webhooks.log_retention)");
 		return;
 	}
 	if (d->id == 0)
@@ -1096,7 +1086,7 @@ start_delivery(Delivery *d)
 		if (ep != NULL && stalled(ep, GetCurrentTimestamp()))
 		{
 			ep->queue_backed = true;
-			record_spilled(d);
+			record_unsent(d, NULL);
 			return;
 		}
 	}
@@ -1111,7 +1101,7 @@ start_delivery(Delivery *d)
 		MemoryContextSwitchTo(cxt);
 		edata = CopyErrorData();
 		FlushErrorState();
-		record_unsendable(d, edata->message);
+		record_unsent(d, edata->message);
 		FreeErrorData(edata);
 	}
 	PG_END_TRY();
