@@ -13,6 +13,7 @@ OBJS = \
 	src/emit.o \
 	src/queue.o \
 	src/reader.o \
+	src/subscriptions.o \
 	src/partitions.o \
 	src/launcher.o \
 	src/vacuum.o \

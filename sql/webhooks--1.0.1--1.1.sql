@@ -415,6 +415,24 @@ ALTER TABLE webhooks.webhooks
 UPDATE webhooks.webhooks SET active_since = created_at;
 
 /*
+ * Any change to the webhooks, however made (the API, the worker switching
+ * one off, an operator's SQL, a restore), tells the worker at commit: its
+ * copy of the webhooks and their subscriptions is out of date, and what it
+ * read for a changed webhook and has not yet sent is claimed again from
+ * the queue, as the webhook now is.  Row triggers, so that a statement
+ * that changes nothing costs nothing; TRUNCATE has only statements.
+ */
+CREATE FUNCTION webhooks.note_change() RETURNS trigger
+LANGUAGE c AS 'MODULE_PATHNAME', 'webhooks_note_change';
+REVOKE ALL ON FUNCTION webhooks.note_change() FROM PUBLIC;
+CREATE TRIGGER webhooks_changed
+    AFTER INSERT OR UPDATE OR DELETE ON webhooks.webhooks
+    FOR EACH ROW EXECUTE FUNCTION webhooks.note_change();
+CREATE TRIGGER webhooks_truncated
+    AFTER TRUNCATE ON webhooks.webhooks
+    FOR EACH STATEMENT EXECUTE FUNCTION webhooks.note_change();
+
+/*
  * Health per webhook, kept by the worker alone, once per batch of attempts
  * it records (an application never writes or locks these rows, so the
  * worker never waits for one): the times of the last success and failure,

@@ -416,7 +416,6 @@ webhooks_update(PG_FUNCTION_ARGS)
 	if (SPI_processed == 0)
 		webhooks_raise_not_found(community_id, id);
 	result = first_row_as_result(fcinfo, caller);
-	webhooks_changed_at_commit();
 
 	if (!PG_ARGISNULL(4) && !PG_GETARG_BOOL(4))
 	{
@@ -451,7 +450,6 @@ webhooks_delete(PG_FUNCTION_ARGS)
 			  2, types, values, NULL, false, SPI_OK_DELETE);
 	if (SPI_processed == 0)
 		webhooks_raise_not_found(community_id, id);
-	webhooks_changed_at_commit();
 	run_query("DELETE FROM webhooks.deliveries "
 			  "WHERE id OPERATOR(pg_catalog.=) ANY (ARRAY("
 			  "  SELECT id FROM webhooks.deliveries "
@@ -761,7 +759,6 @@ webhooks_rotate_secret(PG_FUNCTION_ARGS)
 			  4, types, values, NULL, false, SPI_OK_UPDATE);
 	if (SPI_processed == 0)
 		webhooks_raise_not_found(community_id, id);
-	webhooks_changed_at_commit();
 	SPI_finish();
 	PG_RETURN_TEXT_P(cstring_to_text(secret));
 }

@@ -843,9 +843,7 @@ webhooks_queue_disable_due(pg_uuid_t *ids, int n, int disable_after_s,
 		elog(ERROR, "could not disable webhooks: %s",
 			 SPI_result_code_string(ret));
 	off = SPI_tuptable;
-	noff = SPI_processed;
-	if (noff > 0)
-		webhooks_changed_at_commit();	/* what waits in memory stays unsent */
+	noff = SPI_processed;	/* the trigger on webhooks marks the change */
 
 	for (uint64 i = 0; i < noff; i++)
 	{

@@ -111,6 +111,29 @@ extern int	webhooks_queue_disable_due(pg_uuid_t *ids, int n,
 									   const char *disable_after);
 extern void webhooks_queue_forget_deleted(void);
 
+/* subscriptions.c: the worker's copy of the active webhooks */
+typedef struct Subscriber
+{
+	pg_uuid_t	id;
+	TimestampTz since;			/* created_at to the millisecond */
+	char	   *url;
+	char	   *secret;
+	char	   *previous_secret;
+	TimestampTz previous_secret_until;
+	char	   *header_lines;	/* "name: value" lines, or NULL */
+	int			nevents;
+	char	  **events;			/* the event types it subscribes to */
+	struct varlena *filter;		/* jsonpath, or NULL */
+} Subscriber;
+
+extern void webhooks_subscribers_check(void);
+extern void webhooks_subscribers_load(const char **community_ids, int n);
+extern Subscriber *webhooks_subscribers_of(const char *community_id, int *n);
+extern bool webhooks_subscriber_wants(Subscriber *s, const char *type,
+									  TimestampTz emitted_at, Datum payload);
+extern const char *webhooks_subscriber_previous_secret(Subscriber *s,
+													   TimestampTz now);
+
 /* reader.c: committed events become deliveries */
 extern bool webhooks_reader_start(void);
 extern int	webhooks_reader_read(int limit, int64 byte_budget,

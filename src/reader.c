@@ -50,7 +50,9 @@
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "lib/ilist.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/jsonb.h"
 #include "utils/fmgroids.h"
 #include "utils/memutils.h"
 #include "utils/uuid.h"
@@ -91,79 +93,62 @@ static bool window_full = false;	/* the last page was full */
 static int	fanout = 1;			/* deliveries per event, last page (rounded up) */
 
 static SPIPlanPtr page_plan = NULL;
-static SPIPlanPtr page_dedupe_plan = NULL;
+static SPIPlanPtr queued_plan = NULL;
 static SPIPlanPtr save_plan = NULL;
 
 /*
- * The deliveries of up to $6 events of the window ($1, $2) after ($3, $4)
- * in (txid, id) order, no more payload bytes than $7 (but one event at
- * least), with one row (and no webhook) for an event nobody receives; each
- * row says how many events the page holds, and how many there were before
- * the bytes were counted.
+ * Up to $6 events of the window ($1, $2) after ($3, $4) in (txid, id)
+ * order, no more payload bytes than $7 (but one event at least); each row
+ * says how many events there were before the bytes were counted.  Who
+ * receives them is the worker's to work out (subscriptions.c).
  *
  * Each part of the window starts its index scan at the cursor, never at
  * the window's start: a transaction of 100k events is read in pages, and
  * a page that began at its first event would make the read quadratic.
  * Transactions in progress at $1 (its xip list) and visible in $2 are
  * read one by one, each from (txid = x, id > the cursor's id if x is the
- * cursor's txid); the rest, from ($9, $10): the cursor, or the last point
+ * cursor's txid); the rest, from ($8, $9): the cursor, or the last point
  * before $1's xmax if the cursor is short of it.
  */
 #define EVENT_COLUMNS \
 "e.txid, e.id, e.type, e.community_id, e.created_at, e.payload_bytes, e.payload"
 
-#define PAGE_SQL(dedupe) \
-"WITH p AS MATERIALIZED (" \
-"  SELECT u.*, row_number() OVER w AS n, sum(u.payload_bytes) OVER w AS bytes" \
-"  FROM (SELECT * FROM (" \
-"    (SELECT " EVENT_COLUMNS \
-"     FROM (SELECT x FROM pg_snapshot_xip($1) x" \
-"           WHERE x >= $3 AND pg_visible_in_snapshot(x, $2)) xs" \
-"     CROSS JOIN LATERAL (" \
-"       SELECT " EVENT_COLUMNS " FROM webhooks.events e" \
-"       WHERE e.txid = xs.x" \
-"         AND e.id > CASE WHEN xs.x = $3 THEN $4" \
-"                    ELSE '00000000-0000-0000-0000-000000000000'::uuid END" \
-"         AND e.created_at >= $5" \
-"       ORDER BY e.id LIMIT $6) e" \
-"     ORDER BY e.txid, e.id LIMIT $6)" \
-"    UNION ALL" \
-"    (SELECT " EVENT_COLUMNS " FROM webhooks.events e" \
-"     WHERE (e.txid, e.id) > ($9, $10)" \
-"       AND e.txid < pg_snapshot_xmax($2)" \
-"       AND pg_visible_in_snapshot(e.txid, $2) AND e.created_at >= $5" \
-"     ORDER BY e.txid, e.id LIMIT $6)" \
-"    ) a ORDER BY a.txid, a.id LIMIT $6) u" \
-"  WINDOW w AS (ORDER BY u.txid, u.id)" \
-"), ev AS MATERIALIZED (" \
-"  SELECT p.* FROM p WHERE p.n = 1 OR p.bytes <= $7" \
-") " \
-"SELECT ev.txid, ev.id, ev.type, ev.community_id, ev.created_at," \
-"       ev.payload_bytes, CASE WHEN w.k = 1 THEN ev.payload::text END," \
-"       w.id, w.url, w.secret, w.previous_secret, w.header_lines," \
-"       (SELECT count(*) FROM ev), (SELECT count(*) FROM p)" \
-"  FROM ev LEFT JOIN LATERAL (" \
-"    SELECT w.id, w.url, w.secret," \
-"           " WEBHOOKS_PREVIOUS_SECRET_SQL("w") " AS previous_secret," \
-"           " WEBHOOKS_HEADER_LINES_SQL("w") " AS header_lines," \
-"           row_number() OVER () AS k" \
-"    FROM webhooks.webhooks w" \
-"    WHERE w.community_id = ev.community_id AND w.is_active" \
-"      AND ev.type = ANY (w.events)" \
-"      AND date_trunc('milliseconds', w.created_at) <= ev.created_at" \
-"      AND (w.filter IS NULL OR webhooks.filter_matches(ev.payload, w.filter))" \
-dedupe \
-"  ) w ON true"
-
-static const char *page_sql = PAGE_SQL("");
+static const char *page_sql =
+"WITH p AS MATERIALIZED ("
+"  SELECT u.*, row_number() OVER w AS n, sum(u.payload_bytes) OVER w AS bytes"
+"  FROM (SELECT * FROM ("
+"    (SELECT " EVENT_COLUMNS
+"     FROM (SELECT x FROM pg_snapshot_xip($1) x"
+"           WHERE x >= $3 AND pg_visible_in_snapshot(x, $2)) xs"
+"     CROSS JOIN LATERAL ("
+"       SELECT " EVENT_COLUMNS " FROM webhooks.events e"
+"       WHERE e.txid = xs.x"
+"         AND e.id > CASE WHEN xs.x = $3 THEN $4"
+"                    ELSE '00000000-0000-0000-0000-000000000000'::uuid END"
+"         AND e.created_at >= $5"
+"       ORDER BY e.id LIMIT $6) e"
+"     ORDER BY e.txid, e.id LIMIT $6)"
+"    UNION ALL"
+"    (SELECT " EVENT_COLUMNS " FROM webhooks.events e"
+"     WHERE (e.txid, e.id) > ($8, $9)"
+"       AND e.txid < pg_snapshot_xmax($2)"
+"       AND pg_visible_in_snapshot(e.txid, $2) AND e.created_at >= $5"
+"     ORDER BY e.txid, e.id LIMIT $6)"
+"    ) a ORDER BY a.txid, a.id LIMIT $6) u"
+"  WINDOW w AS (ORDER BY u.txid, u.id)"
+") "
+"SELECT p.txid, p.id, p.type, p.community_id, p.created_at, p.payload_bytes,"
+"       p.payload, (SELECT count(*) FROM p)"
+"  FROM p WHERE p.n = 1 OR p.bytes <= $7";
 
 /*
- * After a crash: leave out what already has a queue row (and, in C, what
- * has an attempt logged since the position's snapshot: see attempted).
+ * After a crash: the (event, webhook) pairs of a page's events that
+ * already have a queue row, left out as those with an attempt logged since
+ * the position's snapshot are (see attempted).
  */
-static const char *page_dedupe_sql = PAGE_SQL(
-"      AND NOT EXISTS (SELECT 1 FROM webhooks.deliveries d"
-"                      WHERE d.event_id = ev.id AND d.webhook_id = w.id)");
+static const char *queued_sql =
+"SELECT d.event_id, d.webhook_id FROM webhooks.deliveries d"
+" WHERE d.event_id = ANY ($1)";
 
 /*
  * The (event, webhook) pairs with an attempt logged since the saved
@@ -219,6 +204,35 @@ load_attempted(TimestampTz from)
 	ereport(LOG,
 			(errmsg("webhooks: reading again from the saved position, leaving out " UINT64_FORMAT " deliveries attempted since",
 					SPI_processed)));
+}
+
+/* Add to attempted the pairs of these events that have a queue row. */
+static void
+add_queued(Datum event_ids)
+{
+	Oid			types[1] = {UUIDARRAYOID};
+	Datum		args[1] = {event_ids};
+	int			ret;
+
+	ret = SPI_execute_plan(webhooks_prepare_once(&queued_plan, queued_sql, 1,
+												 types),
+						   args, NULL, false, 0);
+	if (ret != SPI_OK_SELECT)
+		elog(ERROR, "could not look up queued deliveries: %s",
+			 SPI_result_code_string(ret));
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		AttemptedKey key;
+		bool		isnull;
+
+		key.event_id = *DatumGetUUIDP(SPI_getbinval(SPI_tuptable->vals[i],
+													SPI_tuptable->tupdesc, 1,
+													&isnull));
+		key.webhook_id = *DatumGetUUIDP(SPI_getbinval(SPI_tuptable->vals[i],
+													  SPI_tuptable->tupdesc, 2,
+													  &isnull));
+		(void) hash_search(attempted, &key, HASH_ENTER, NULL);
+	}
 }
 
 static const char *save_sql =
@@ -362,25 +376,25 @@ webhooks_reader_read(int limit, int64 byte_budget, Delivery **deliveries,
 					 MemoryContext cxt)
 {
 	ReadPosition start;
-	Oid			types[10] = {PG_SNAPSHOTOID, PG_SNAPSHOTOID, XID8OID, UUIDOID,
-		TIMESTAMPTZOID, INT4OID, INT8OID, TIMESTAMPTZOID, XID8OID,
-	UUIDOID};
-	Datum		args[10];
+	Oid			types[9] = {PG_SNAPSHOTOID, PG_SNAPSHOTOID, XID8OID, UUIDOID,
+		TIMESTAMPTZOID, INT4OID, INT8OID, XID8OID, UUIDOID};
+	Datum		args[9];
 	uint64		prev_xmax;
 	pg_uuid_t	last_uuid;
 	bool		dedupe;
 	SPITupleTable *t;
+	uint64		nevents;
 	Delivery   *result;
-	int64		nevents = 0;
+	int			room;
 	int64		ncounted = 0;
-	char	   *body = NULL;
-	pg_uuid_t	body_event;
 	int64		skipped = 0;
 	uint64		last_txid = 0;
 	pg_uuid_t	last_id;
+	TimestampTz now = GetCurrentTransactionStartTimestamp();
 	int			n = 0;
 	int			ret;
 	ReadPage   *page;
+	MemoryContext old;
 
 	*deliveries = NULL;
 	if (far.upto == NULL)
@@ -399,6 +413,8 @@ webhooks_reader_read(int limit, int64 byte_budget, Delivery **deliveries,
 		far.after_txid = 0;
 		memset(&far.after_id, 0, sizeof(pg_uuid_t));
 	}
+	/* after the window's snapshot, before the webhooks are looked up */
+	webhooks_subscribers_check();
 
 	/* a window begun before this worker: its predecessor may have read it */
 	dedupe = far.snapshot_at < started_at;
@@ -410,7 +426,6 @@ webhooks_reader_read(int limit, int64 byte_budget, Delivery **deliveries,
 	limit = Max(1, limit / fanout);
 	args[5] = Int32GetDatum(limit);
 	args[6] = Int64GetDatum(byte_budget);
-	args[7] = TimestampTzGetDatum(far.snapshot_at);
 	if (dedupe && attempted == NULL)
 		load_attempted(far.snapshot_at);
 	else if (!dedupe && attempted != NULL)
@@ -423,92 +438,134 @@ webhooks_reader_read(int limit, int64 byte_budget, Delivery **deliveries,
 	memset(&last_uuid, 0xff, sizeof(pg_uuid_t));
 	if (far.after_txid < prev_xmax)
 	{
-		args[8] = xid8_datum(prev_xmax - 1);
-		args[9] = UUIDPGetDatum(&last_uuid);
+		args[7] = xid8_datum(prev_xmax - 1);
+		args[8] = UUIDPGetDatum(&last_uuid);
 	}
 	else
 	{
-		args[8] = args[2];
-		args[9] = args[3];
+		args[7] = args[2];
+		args[8] = args[3];
 	}
-	if (dedupe)
-		ret = SPI_execute_plan(webhooks_prepare_once(&page_dedupe_plan,
-													 page_dedupe_sql, 10, types),
-							   args, NULL, false, 0);
-	else
-		ret = SPI_execute_plan(webhooks_prepare_once(&page_plan, page_sql, 10,
-													 types),
-							   args, NULL, false, 0);
+	ret = SPI_execute_plan(webhooks_prepare_once(&page_plan, page_sql, 9, types),
+						   args, NULL, false, 0);
 	if (ret != SPI_OK_SELECT)
 		elog(ERROR, "could not read events: %s", SPI_result_code_string(ret));
-
 	t = SPI_tuptable;
-	result = MemoryContextAllocZero(cxt, sizeof(Delivery) * Max(SPI_processed, 1));
-	/* an event's rows come together (a lateral join), its body with the first */
-	for (uint64 i = 0; i < SPI_processed; i++)
+	nevents = SPI_processed;
+
+	/* the events' strings, once each, and their communities' webhooks */
+	old = MemoryContextSwitchTo(cxt);
 	{
-		HeapTuple	tup = t->vals[i];
-		TupleDesc	desc = t->tupdesc;
-		bool		isnull;
-		uint64		txid;
-		pg_uuid_t	id;
-		Datum		webhook;
-		Delivery   *d;
-		MemoryContext old;
+		const char **community_ids = palloc(sizeof(char *) * Max(nevents, 1));
+		ArrayBuildState *ids = NULL;
 
-		nevents = DatumGetInt64(SPI_getbinval(tup, desc, 13, &isnull));
-		ncounted = DatumGetInt64(SPI_getbinval(tup, desc, 14, &isnull));
-		txid = U64FromFullTransactionId(
-			DatumGetFullTransactionId(SPI_getbinval(tup, desc, 1, &isnull)));
-		id = *DatumGetUUIDP(SPI_getbinval(tup, desc, 2, &isnull));
-		if (last_txid == 0 || compare_event(txid, &id, last_txid, &last_id) > 0)
+		for (uint64 i = 0; i < nevents; i++)
+			community_ids[i] = SPI_getvalue(t->vals[i], t->tupdesc, 4);
+		MemoryContextSwitchTo(old);
+		webhooks_subscribers_load(community_ids, (int) nevents);
+		if (dedupe)
 		{
-			last_txid = txid;
-			last_id = id;
-		}
-		webhook = SPI_getbinval(tup, desc, 8, &isnull);
-		if (isnull)
-			continue;			/* an event nobody receives */
-		(void) SPI_getbinval(tup, desc, 7, &isnull);
-		if (!isnull)
-		{
-			old = MemoryContextSwitchTo(cxt);
-			body = SPI_getvalue(tup, desc, 7);
-			MemoryContextSwitchTo(old);
-			body_event = id;
-		}
-		else if (body == NULL || memcmp(&body_event, &id, sizeof(id)) != 0)
-			elog(ERROR, "an event's deliveries came apart from its body");
-		if (attempted != NULL)
-		{
-			AttemptedKey key;
-
-			key.event_id = id;
-			key.webhook_id = *DatumGetUUIDP(webhook);
-			if (hash_search(attempted, &key, HASH_FIND, NULL) != NULL)
+			for (uint64 i = 0; i < nevents; i++)
 			{
-				skipped++;
-				continue;		/* its predecessor attempted it */
+				bool		isnull;
+
+				ids = accumArrayResult(ids, SPI_getbinval(t->vals[i], t->tupdesc,
+														  2, &isnull),
+									   false, UUIDOID, CurrentMemoryContext);
+			}
+			if (ids != NULL)
+				add_queued(makeArrayResult(ids, CurrentMemoryContext));
+		}
+		old = MemoryContextSwitchTo(cxt);
+
+		/* a delivery per subscriber, at most */
+		room = 0;
+		for (uint64 i = 0; i < nevents; i++)
+		{
+			int			nsubs;
+
+			(void) webhooks_subscribers_of(community_ids[i], &nsubs);
+			room += nsubs;
+		}
+		result = palloc0(sizeof(Delivery) * Max(room, 1));
+
+		for (uint64 i = 0; i < nevents; i++)
+		{
+			HeapTuple	tup = t->vals[i];
+			TupleDesc	desc = t->tupdesc;
+			bool		isnull;
+			uint64		txid;
+			pg_uuid_t	id;
+			char	   *type = NULL;
+			char	   *body = NULL;
+			TimestampTz emitted_at;
+			Datum		payload;
+			Subscriber *subs;
+			int			nsubs;
+
+			ncounted = DatumGetInt64(SPI_getbinval(tup, desc, 8, &isnull));
+			txid = U64FromFullTransactionId(
+				DatumGetFullTransactionId(SPI_getbinval(tup, desc, 1, &isnull)));
+			id = *DatumGetUUIDP(SPI_getbinval(tup, desc, 2, &isnull));
+			if (last_txid == 0 || compare_event(txid, &id, last_txid, &last_id) > 0)
+			{
+				last_txid = txid;
+				last_id = id;
+			}
+			subs = webhooks_subscribers_of(community_ids[i], &nsubs);
+			if (nsubs == 0)
+				continue;		/* a community without webhooks */
+			emitted_at = DatumGetTimestampTz(SPI_getbinval(tup, desc, 5, &isnull));
+			payload = SPI_getbinval(tup, desc, 7, &isnull);
+			for (int k = 0; k < nsubs; k++)
+			{
+				Subscriber *s = &subs[k];
+				Delivery   *d;
+
+				if (type == NULL)
+					type = SPI_getvalue(tup, desc, 3);
+				if (!webhooks_subscriber_wants(s, type, emitted_at, payload))
+					continue;
+				if (attempted != NULL)
+				{
+					AttemptedKey key;
+
+					key.event_id = id;
+					key.webhook_id = s->id;
+					if (hash_search(attempted, &key, HASH_FIND, NULL) != NULL)
+					{
+						skipped++;
+						continue;	/* its predecessor attempted it */
+					}
+				}
+				/* the body once, shared by the event's deliveries */
+				if (body == NULL)
+				{
+					Jsonb	   *jb = DatumGetJsonbP(payload);
+
+					body = JsonbToCString(NULL, &jb->root, VARSIZE(jb));
+				}
+
+				d = &result[n++];
+				d->webhook_id = s->id;
+				d->event_id = id;
+				d->event_txid = txid;
+				d->emitted_at = emitted_at;
+				d->payload_bytes = DatumGetInt32(SPI_getbinval(tup, desc, 6,
+															   &isnull));
+				d->event = type;
+				d->community_id = (char *) community_ids[i];
+				d->payload = body;
+				/* the copy's strings: they live until the next read */
+				d->url = s->url;
+				d->secret = s->secret;
+				d->previous_secret =
+					(char *) webhooks_subscriber_previous_secret(s, now);
+				d->header_lines = s->header_lines;
 			}
 		}
-
-		d = &result[n++];
-		d->webhook_id = *DatumGetUUIDP(webhook);
-		d->event_id = id;
-		d->event_txid = txid;
-		d->emitted_at = DatumGetTimestampTz(SPI_getbinval(tup, desc, 5,
-														  &isnull));
-		d->payload_bytes = DatumGetInt32(SPI_getbinval(tup, desc, 6, &isnull));
-		old = MemoryContextSwitchTo(cxt);
-		d->event = SPI_getvalue(tup, desc, 3);
-		d->community_id = SPI_getvalue(tup, desc, 4);
-		d->payload = body;
-		d->url = SPI_getvalue(tup, desc, 9);
-		d->secret = SPI_getvalue(tup, desc, 10);
-		d->previous_secret = SPI_getvalue(tup, desc, 11);
-		d->header_lines = SPI_getvalue(tup, desc, 12);
-		MemoryContextSwitchTo(old);
 	}
+	MemoryContextSwitchTo(old);
 
 	if (nevents > 0)
 		fanout = Max(1, (int) ((n + skipped + nevents - 1) / nevents));

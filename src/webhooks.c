@@ -13,6 +13,8 @@
 #include "postgres.h"
 
 #include "access/xact.h"
+#include "commands/trigger.h"
+#include "fmgr.h"
 #include "miscadmin.h"
 #include "storage/ipc.h"
 #include "storage/lwlock.h"
@@ -30,6 +32,9 @@ WebhooksShared *webhooks_shared = NULL;
 /* Set when this transaction queued a delivery; cleared at its end. */
 static bool wake_at_commit = false;
 static bool changed_at_commit = false;
+static bool cache_changed_at_commit = false;
+/* counted in cache_changes_begun: to count in cache_changes_ended at the end */
+static bool cache_change_begun = false;
 
 static shmem_request_hook_type prev_shmem_request_hook = NULL;
 static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
@@ -68,19 +73,34 @@ webhooks_attach_shmem(void)
 		memset(webhooks_shared, 0, sizeof(WebhooksShared));
 		SpinLockInit(&webhooks_shared->mutex);
 		pg_atomic_init_u64(&webhooks_shared->webhooks_changed, 0);
+		pg_atomic_init_u64(&webhooks_shared->cache_changes_begun, 0);
+		pg_atomic_init_u64(&webhooks_shared->cache_changes_ended, 0);
 	}
 	LWLockRelease(AddinShmemInitLock);
 }
 
 /*
- * Tell the worker, when the current transaction commits, that a webhook
- * changed (deactivated, deleted, a new URL or secret): it sends nothing
- * more that it had read before, without a look at the webhook as it is.
+ * The trigger on webhooks.webhooks, once per statement that changes it:
+ * when this transaction commits, the worker's copy of the webhooks is out
+ * of date (subscriptions.c), and (unless rows were only added) what it
+ * had read for them and not yet sent waits to be claimed, so that it goes
+ * out as the webhook is then (or not at all).
  */
-void
-webhooks_changed_at_commit(void)
+PG_FUNCTION_INFO_V1(webhooks_note_change);
+
+Datum
+webhooks_note_change(PG_FUNCTION_ARGS)
 {
-	changed_at_commit = wake_at_commit = true;
+	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+
+	if (!CALLED_AS_TRIGGER(fcinfo))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("webhooks_note_change() must be called as a trigger")));
+	cache_changed_at_commit = wake_at_commit = true;
+	if (!TRIGGER_FIRED_BY_INSERT(trigdata->tg_event))
+		changed_at_commit = true;
+	PG_RETURN_POINTER(NULL);
 }
 
 /*
@@ -93,12 +113,31 @@ webhooks_wake_worker_at_commit(void)
 	wake_at_commit = true;
 }
 
+/* A transaction counted as a change to the webhooks has ended. */
+static void
+change_ended(void)
+{
+	if (cache_change_begun)
+		pg_atomic_fetch_add_u64(&webhooks_shared->cache_changes_ended, 1);
+	cache_change_begun = cache_changed_at_commit = false;
+}
+
 /* At commit, set the worker's latch if this transaction queued anything. */
 static void
 webhooks_xact_callback(XactEvent event, void *arg)
 {
 	switch (event)
 	{
+		case XACT_EVENT_PRE_COMMIT:
+		case XACT_EVENT_PARALLEL_PRE_COMMIT:
+			/* before the change is visible: see subscriptions.c */
+			if (cache_changed_at_commit && webhooks_shared != NULL &&
+				!cache_change_begun)
+			{
+				pg_atomic_fetch_add_u64(&webhooks_shared->cache_changes_begun, 1);
+				cache_change_begun = true;
+			}
+			break;
 		case XACT_EVENT_COMMIT:
 		case XACT_EVENT_PARALLEL_COMMIT:
 			if (changed_at_commit && webhooks_shared != NULL)
@@ -112,12 +151,18 @@ webhooks_xact_callback(XactEvent event, void *arg)
 					SetLatch(latch);
 			}
 			wake_at_commit = false;
+			change_ended();
 			break;
 		case XACT_EVENT_ABORT:
 		case XACT_EVENT_PARALLEL_ABORT:
 		case XACT_EVENT_PREPARE:
-			/* A prepared transaction's events are found by the next wake. */
+
+			/*
+			 * A prepared transaction's events are found by the next wake;
+			 * its changes to webhooks count at COMMIT PREPARED.
+			 */
 			wake_at_commit = changed_at_commit = false;
+			change_ended();
 			break;
 		default:
 			break;
@@ -169,13 +214,25 @@ webhooks_process_utility(PlannedStmt *pstmt, const char *queryString,
 		PG_END_ENSURE_ERROR_CLEANUP(webhooks_step_back, (Datum) 0);
 		webhooks_step_back(0, (Datum) 0);
 	}
+	else if (IsA(parsetree, TransactionStmt) &&
+			 ((TransactionStmt *) parsetree)->kind == TRANS_STMT_COMMIT_PREPARED)
+	{
+		/*
+		 * It may make changes to webhooks visible, written by another
+		 * session: counted before they are (subscriptions.c).
+		 */
+		if (webhooks_shared != NULL && !cache_change_begun)
+		{
+			pg_atomic_fetch_add_u64(&webhooks_shared->cache_changes_begun, 1);
+			cache_change_begun = true;
+		}
+		run_utility(pstmt, queryString, readOnlyTree, context, params,
+					queryEnv, dest, qc);
+		wake_at_commit = true;
+	}
 	else
 		run_utility(pstmt, queryString, readOnlyTree, context, params,
 					queryEnv, dest, qc);
-
-	if (IsA(parsetree, TransactionStmt) &&
-		((TransactionStmt *) parsetree)->kind == TRANS_STMT_COMMIT_PREPARED)
-		wake_at_commit = true;
 }
 
 /* Module load: define settings; when preloaded, shared memory and workers. */

@@ -71,10 +71,12 @@ typedef struct WebhooksShared
 	Latch	   *launcher_latch; /* the launcher's latch, or NULL */
 	int			stepping_aside; /* commands the worker makes way for */
 	pg_atomic_uint64 webhooks_changed;	/* bumped when a webhook changes */
+	/* transactions that changed webhooks, about to commit / ended */
+	pg_atomic_uint64 cache_changes_begun;
+	pg_atomic_uint64 cache_changes_ended;
 } WebhooksShared;
 
 extern WebhooksShared *webhooks_shared;
-extern void webhooks_changed_at_commit(void);
 
 /* launcher.c: making way for commands on the worker's database */
 extern const char *webhooks_database_wanted_alone(Node *parsetree);

@@ -10,6 +10,7 @@ use FindBin;
 use lib "$FindBin::RealBin/..";
 use WebhooksTest;
 use Test::More;
+use JSON::PP ();
 
 my $node = new_node('readpath', q{
 webhooks.max_requests_per_endpoint = 4
@@ -131,6 +132,32 @@ ok(wait_for_requests($recv, $before + 1, sub { $_[0]{path} eq '/ok' }, 30),
 ok(position_past_all(), 'the position passes every event after the restart');
 is(scalar(grep { $_->{path} eq '/ok' } requests($recv)), $before + 1,
 	'and nothing delivered before the restart is sent again');
+
+# 6. The worker keeps a copy of each community's webhooks; any change to
+# them, however made, reaches it before the next event is read.  R is in
+# the copy now (its event was just read).
+sub at { my ($path) = @_; return grep { $_->{path} eq $path } requests($recv); }
+my ($second) = create_webhook($node, 'R', "$base/second", '{member.joined}');
+sql(q{INSERT INTO members VALUES (1001, 'R', 'second')});
+ok(wait_for_requests($recv, 1, sub { $_[0]{path} eq '/second' }, 30),
+	'a webhook created in a community the worker holds gets its next event');
+# an operator's SQL, not the API: one webhook unsubscribed, the other
+# switched off, then an event for each of them and one they never had
+sql(qq{UPDATE webhooks.webhooks SET events = '{payment.completed}' WHERE id = '$ok'});
+sql(qq{UPDATE webhooks.webhooks SET is_active = false WHERE id = '$second'});
+my ($third) = create_webhook($node, 'R', "$base/third", '{member.joined}');
+my $ok_seen = scalar(at('/ok'));
+sql(q{INSERT INTO members VALUES (1002, 'R', 'third')});
+sql(q{SELECT webhooks.emit('R', 'payment.completed', '{"p": 1}')});
+ok(wait_for_requests($recv, 1, sub { $_[0]{path} eq '/third' }, 30),
+	'after changes made by SQL, the next event goes to the new webhook');
+ok(wait_for_requests($recv, $ok_seen + 1, sub { $_[0]{path} eq '/ok' }, 30),
+	'and the event type the changed webhook now has goes to it');
+ok(position_past_all(), 'both events are read and recorded');
+my @since = (at('/ok'))[$ok_seen .. scalar(at('/ok')) - 1];
+is(join(',', map { JSON::PP::decode_json($_->{body})->{type} } @since),
+	'payment.completed', 'and only that: not the type it was unsubscribed from');
+is(scalar(at('/second')), 1, 'nor anything the switched-off webhook');
 
 stop_receiver($recv);
 $node->stop('immediate');
