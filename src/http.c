@@ -377,6 +377,7 @@ finish_request(WebhookRequest *req, CURLcode result)
 	}
 	req->response[req->response_len] = '\0';
 
+	req->timed_out = (result == CURLE_OPERATION_TIMEDOUT);
 	old = MemoryContextSwitchTo(req->cxt);
 	if (result == CURLE_OK && status >= 200 && status < 300)
 		req->error = NULL;

@@ -54,6 +54,7 @@ typedef struct WebhookRequest
 	TimestampTz started_at;
 	bool		done;
 	long		status_code;	/* 0 when no HTTP answer came */
+	bool		timed_out;		/* no answer within webhooks.timeout */
 	int			response_time_ms;
 	int64		retry_after_s;	/* Retry-After in seconds, or -1 */
 	char	   *error;			/* NULL on success (a 2xx answer) */

@@ -96,6 +96,8 @@
 /* An endpoint or community at its limit that finished nothing for this
  * long is stalled: what would wait for it goes to the queue at once */
 #define STALL_MS 250
+/* How long an endpoint that timed out keeps to one request, unused */
+#define TIMED_OUT_KEPT_MS (10 * 60 * 1000)
 /* How often to look for the extension while it is not installed */
 #define EXTENSION_POLL_MS 1000
 
@@ -120,6 +122,7 @@ typedef struct Endpoint
 	bool		queue_backed;	/* it may have rows in the queue to claim */
 	dlist_head	queued;			/* requests waiting for a free slot */
 	bool		gone;			/* answered 410 Gone: send it nothing more */
+	bool		timed_out;		/* its last attempt had no answer in time */
 } Endpoint;
 
 /*
@@ -401,6 +404,32 @@ community_cap(long ncommunities)
 			   webhooks_max_concurrent / (Max(ncommunities, 1) + 1));
 }
 
+/*
+ * The most requests one endpoint may have in flight: max_requests_per_endpoint,
+ * or one while its last attempt found no answer within webhooks.timeout.
+ * A hanging endpoint would otherwise hold its full share of the worker's
+ * requests for a timeout at a time, over and over: a few of them, in as
+ * many communities, could take every request the worker may make.  One at
+ * a time, it still gets tried, and its first answer gives it its share
+ * back.
+ */
+static int
+endpoint_cap(Endpoint *ep)
+{
+	return ep->timed_out ? 1 : webhooks_max_per_endpoint;
+}
+
+/*
+ * Whether an endpoint's entry holds nothing worth keeping: no request, no
+ * 410 Gone to keep it out of claims, no timeout to keep it to one request.
+ */
+static bool
+endpoint_idle(Endpoint *ep)
+{
+	return ep->in_flight == 0 && ep->nqueued == 0 && !ep->gone &&
+		!ep->timed_out;
+}
+
 /* The endpoint entry of a webhook (and of its community), made if new. */
 static Endpoint *
 endpoint_for(pg_uuid_t *webhook_id, const char *community_id)
@@ -428,6 +457,7 @@ endpoint_for(pg_uuid_t *webhook_id, const char *community_id)
 		ep->progress_at = GetCurrentTimestamp();
 		ep->queue_backed = false;
 		ep->gone = false;
+		ep->timed_out = false;
 		dlist_init(&ep->queued);
 	}
 	return ep;
@@ -443,7 +473,7 @@ stalled(Endpoint *ep, TimestampTz now)
 {
 	if (ep->gone)
 		return false;
-	if (ep->in_flight >= webhooks_max_per_endpoint)
+	if (ep->in_flight >= endpoint_cap(ep))
 		return TimestampDifferenceExceeds(ep->progress_at, now, STALL_MS);
 	if (ep->community->in_flight >=
 		community_cap(hash_get_num_entries(communities)))
@@ -478,7 +508,7 @@ start_queued(Endpoint *ep)
 	int			cap = community_cap(hash_get_num_entries(communities));
 
 	while (ep->nqueued > 0 &&
-		   (ep->gone || (ep->in_flight < webhooks_max_per_endpoint &&
+		   (ep->gone || (ep->in_flight < endpoint_cap(ep) &&
 						 ep->community->in_flight < cap)))
 	{
 		WebhookRequest *req = dlist_container(WebhookRequest, node,
@@ -604,6 +634,8 @@ finish_attempt(WebhookRequest *req)
 	(void) add_record(a);
 	if (r->outcome == OUTCOME_GONE && ep != NULL)
 		ep->gone = true;
+	if (ep != NULL)
+		ep->timed_out = req->timed_out;
 
 	/* a slot freed where the queue may have work: claim again soon */
 	if (ep != NULL && r->outcome == OUTCOME_RETRY)
@@ -634,8 +666,8 @@ finish_attempt(WebhookRequest *req)
 				start_queued(dlist_container(Endpoint, community_node,
 											 iter.cur));
 		}
-		/* a gone endpoint's entry stays, to keep it out of claims */
-		if (ep->in_flight == 0 && ep->nqueued == 0 && !ep->gone)
+		/* a gone or timed-out endpoint's entry stays: see endpoint_idle */
+		if (endpoint_idle(ep))
 			forget_endpoint(ep);
 	}
 }
@@ -700,7 +732,7 @@ spill_waiting(bool all)
 			ep->queue_backed = true;
 			drop_request(req, NULL);
 		}
-		if (ep->in_flight == 0 && ep->nqueued == 0 && !ep->gone)
+		if (endpoint_idle(ep))
 			forget_endpoint(ep);
 	}
 }
@@ -934,6 +966,9 @@ held_requests(HeldRequests *held)
 			/* answered 410 Gone: no slot until it is switched off */
 			if (ep->gone)
 				held->per_webhook[n] = webhooks_max_per_endpoint;
+			/* timed out: the slots beyond its one are taken */
+			else if (ep->timed_out)
+				held->per_webhook[n] += webhooks_max_per_endpoint - 1;
 			n++;
 		}
 		held->communities[held->ncommunities] = c->id;
@@ -1262,7 +1297,12 @@ release_orphans(void)
 	while ((ep = hash_seq_search(&status)) != NULL)
 	{
 		ep->gone = false;
-		if (ep->in_flight == 0 && ep->nqueued == 0)
+		/* a timed-out endpoint no one has sent to for a while starts over */
+		if (ep->timed_out && ep->in_flight == 0 && ep->nqueued == 0 &&
+			TimestampDifferenceExceeds(ep->progress_at, GetCurrentTimestamp(),
+									   TIMED_OUT_KEPT_MS))
+			ep->timed_out = false;
+		if (endpoint_idle(ep))
 			forget_endpoint(ep);
 	}
 }

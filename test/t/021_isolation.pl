@@ -113,6 +113,38 @@ for my $backlog (1000, 5000)
 	stop_receiver($_) for ($rh, $rg);
 }
 
+# ---------------------------------------------------------------------
+# An endpoint whose attempt timed out gets one request at a time until it
+# answers: hanging endpoints in a few communities must not take every
+# request the worker may make, a timeout at a time, over and over.
+{
+	restart_node();
+	my $rt = start_receiver();
+	my ($ht) = create_webhook($node, 'T', "$rt->{base}/hang", '{member.left}');
+	emit_n('T', 'member.left', 100);
+	my @wave = wait_for_requests($rt, $per_ep, sub { 1 }, 30);
+	is(scalar @wave, $per_ep, "a hanging endpoint gets its $per_ep requests at first");
+	ok($node->poll_query_until('postgres',
+			"SELECT count(*) >= $per_ep FROM webhooks.delivery_attempts WHERE webhook_id = '$ht'"),
+		'they time out');
+	my $seen = scalar(requests($rt));
+	# two timeouts' time: one request at a time makes at most 3 start
+	wait_until(sub { scalar(requests($rt)) - $seen > 4 },
+		'more than 4 requests to a timed-out endpoint (must not come)', 2 * $TIMEOUT);
+	my $started = scalar(requests($rt)) - $seen;
+	cmp_ok($started, '<=', 4, 'then it gets one request at a time');
+	cmp_ok($started, '>=', 1, 'and is still tried');
+	note("$started requests started in two timeouts after the first wave timed out");
+	# once it answers (here, a new URL), it has its share again
+	$node->safe_psql('postgres',
+		"SELECT webhooks.webhook_update('T', '$ht', url => '$rt->{base}/status/200')");
+	emit_n('T', 'member.left', 50);
+	ok(wait_for_requests($rt, 50, sub { $_[0]{path} eq '/status/200' }, 30),
+		'after it answers, its deliveries go out');
+	$node->safe_psql('postgres', "SELECT webhooks.webhook_delete('T', '$ht')");
+	stop_receiver($rt);
+}
+
 my $log = PostgreSQL::Test::Utils::slurp_file($node->logfile);
 unlike($log, qr/ERROR:|PANIC:|terminated by signal/, 'no errors in the server log');
 stop_receiver($_) for ($recv, $recv2);
