@@ -431,6 +431,9 @@ CREATE TRIGGER webhooks_changed
 CREATE TRIGGER webhooks_truncated
     AFTER TRUNCATE ON webhooks.webhooks
     FOR EACH STATEMENT EXECUTE FUNCTION webhooks.note_change();
+-- (also where session_replication_role = replica: a replica's apply)
+ALTER TABLE webhooks.webhooks ENABLE ALWAYS TRIGGER webhooks_changed;
+ALTER TABLE webhooks.webhooks ENABLE ALWAYS TRIGGER webhooks_truncated;
 
 /*
  * Health per webhook, kept by the worker alone, once per batch of attempts

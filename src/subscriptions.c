@@ -31,6 +31,13 @@
  * COMMIT PREPARED counts itself as a change (webhooks.c): what it makes
  * visible was written in another session.
  *
+ * That needs each statement of the worker's transactions to take a new
+ * snapshot: the worker reads in READ COMMITTED, whatever the database's
+ * default.  The triggers fire always, replicas' apply included; only a
+ * change made with the triggers disabled (ALTER TABLE ... DISABLE TRIGGER
+ * ALL, as a data-only pg_restore --disable-triggers does) goes unseen, and
+ * the copy is made again a minute after it was made in any case.
+ *
  * The copy is bounded: past MAX_COMMUNITIES communities it is dropped and
  * begun again.
  *
@@ -52,6 +59,8 @@
 
 /* Communities held before the copy is begun again */
 #define MAX_COMMUNITIES 10000
+/* The copy's age at which it is made again all the same */
+#define MAX_AGE_MS (60 * 1000)
 
 typedef struct CachedCommunity
 {
@@ -65,6 +74,7 @@ static HTAB *communities = NULL;
 /* the changes counted when the copy was begun; invalid: drop it next time */
 static uint64 cache_changes = 0;
 static bool cache_valid = false;
+static TimestampTz cache_made_at = 0;
 /* webhooks.filter_matches(jsonb, jsonpath), once a filter needs it */
 static FmgrInfo filter_fn;
 static bool filter_fn_ready = false;
@@ -114,23 +124,28 @@ webhooks_subscribers_check(void)
 	pg_memory_barrier();
 	begun = pg_atomic_read_u64(&webhooks_shared->cache_changes_begun);
 	if (communities != NULL && cache_valid && begun == ended &&
-		begun == cache_changes)
+		begun == cache_changes &&
+		!TimestampDifferenceExceeds(cache_made_at, GetCurrentTimestamp(),
+									MAX_AGE_MS))
 		return;
 	reset_cache();
+	cache_made_at = GetCurrentTimestamp();
 	cache_changes = begun;
 	cache_valid = (begun == ended);
 }
 
 /* The text[] of a webhook's event types as C strings, in cache_cxt */
 static void
-load_event_types(Subscriber *s, Datum array)
+load_event_types(Subscriber *s, Datum array, MemoryContext scratch)
 {
+	MemoryContext old = MemoryContextSwitchTo(scratch);
 	Datum	   *elems;
 	bool	   *nulls;
 	int			n;
 
 	deconstruct_array(DatumGetArrayTypeP(array), TEXTOID, -1, false,
 					  TYPALIGN_INT, &elems, &nulls, &n);
+	MemoryContextSwitchTo(old);
 	s->events = palloc(sizeof(char *) * Max(n, 1));
 	s->nevents = 0;
 	for (int i = 0; i < n; i++)
@@ -162,12 +177,26 @@ webhooks_subscribers_load(const char **community_ids, int n)
 	MemoryContext old;
 	SPITupleTable *t;
 	int			nmissing = 0;
+	bool		was_valid;
 	int			ret;
 
 	Assert(communities != NULL);
-	/* a page of many new communities begins the copy again */
-	if (hash_get_num_entries(communities) + n > MAX_COMMUNITIES)
+	/* a page of many communities not held begins the copy again */
+	for (int i = 0; i < n; i++)
+		if (hash_search(communities, community_ids[i], HASH_FIND, NULL) == NULL)
+			nmissing++;
+	if (nmissing == 0)
+		return;
+	if (hash_get_num_entries(communities) + nmissing > MAX_COMMUNITIES)
 		reset_cache();
+
+	/*
+	 * Until the statement's rows are in, the entries made here say "no
+	 * webhooks": if it fails (a cancel, a lock timeout), the copy must not
+	 * be trusted again.
+	 */
+	was_valid = cache_valid;
+	cache_valid = false;
 	for (int i = 0; i < n; i++)
 	{
 		bool		found;
@@ -176,15 +205,11 @@ webhooks_subscribers_load(const char **community_ids, int n)
 
 		if (found)
 			continue;
-		/* no webhooks until the statement below finds some */
 		c->nsubscribers = 0;
 		c->subscribers = NULL;
 		missing = accumArrayResult(missing, CStringGetTextDatum(community_ids[i]),
 								   false, TEXTOID, CurrentMemoryContext);
-		nmissing++;
 	}
-	if (nmissing == 0)
-		return;
 
 	args[0] = makeArrayResult(missing, CurrentMemoryContext);
 	ret = SPI_execute_plan(webhooks_prepare_once(&load_plan, load_sql, 1, types),
@@ -233,13 +258,14 @@ webhooks_subscribers_load(const char **community_ids, int n)
 			d = SPI_getbinval(tup, desc, 7, &isnull);
 			s->previous_secret_until = isnull ? DT_NOBEGIN : DatumGetTimestampTz(d);
 			s->header_lines = string_of(tup, desc, 8);
-			load_event_types(s, SPI_getbinval(tup, desc, 9, &isnull));
+			load_event_types(s, SPI_getbinval(tup, desc, 9, &isnull), old);
 			d = SPI_getbinval(tup, desc, 10, &isnull);
 			s->filter = isnull ? NULL : PG_DETOAST_DATUM_COPY(d);
 		}
 		pfree(community_id);
 	}
 	MemoryContextSwitchTo(old);
+	cache_valid = was_valid;
 }
 
 /*
@@ -290,8 +316,19 @@ webhooks_subscriber_wants(Subscriber *s, const char *type,
 		fmgr_info_cxt(fn, &filter_fn, cache_cxt);
 		filter_fn_ready = true;
 	}
-	return DatumGetBool(FunctionCall2(&filter_fn, payload,
-									  PointerGetDatum(s->filter)));
+	/* NULL (a strict path that found nothing, say) is no match */
+	{
+		LOCAL_FCINFO(fcinfo, 2);
+		Datum		result;
+
+		InitFunctionCallInfoData(*fcinfo, &filter_fn, 2, InvalidOid, NULL, NULL);
+		fcinfo->args[0].value = payload;
+		fcinfo->args[0].isnull = false;
+		fcinfo->args[1].value = PointerGetDatum(s->filter);
+		fcinfo->args[1].isnull = false;
+		result = FunctionCallInvoke(fcinfo);
+		return !fcinfo->isnull && DatumGetBool(result);
+	}
 }
 
 /* The secret that signs second during a rotation's overlap, or NULL. */

@@ -96,8 +96,8 @@
 /* An endpoint or community at its limit that finished nothing for this
  * long is stalled: what would wait for it goes to the queue at once */
 #define STALL_MS 250
-/* How long an endpoint that timed out keeps to one request, unused */
-#define TIMED_OUT_KEPT_MS (10 * 60 * 1000)
+/* How long after its last timeout an endpoint keeps to one request */
+#define TIMED_OUT_KEPT_MS (24 * 60 * 60 * 1000L)
 /* How often to look for the extension while it is not installed */
 #define EXTENSION_POLL_MS 1000
 
@@ -122,8 +122,14 @@ typedef struct Endpoint
 	bool		queue_backed;	/* it may have rows in the queue to claim */
 	dlist_head	queued;			/* requests waiting for a free slot */
 	bool		gone;			/* answered 410 Gone: send it nothing more */
-	bool		timed_out;		/* its last attempt had no answer in time */
 } Endpoint;
+
+/* A webhook whose last attempt found no answer in time (see endpoint_cap) */
+typedef struct TimedOut
+{
+	pg_uuid_t	webhook_id;		/* hash key */
+	TimestampTz at;				/* that attempt's end */
+} TimedOut;
 
 /*
  * What the worker keeps with each request (its owner): the attempt's
@@ -159,6 +165,7 @@ static int64 bytes_held = 0;	/* in bodies */
 
 static void release_body(pg_uuid_t *event_id);
 static HTAB *endpoints = NULL;
+static HTAB *timed_out = NULL;	/* TimedOut entries, by webhook */
 static HTAB *communities = NULL;
 static int	queued_total = 0;
 
@@ -406,28 +413,32 @@ community_cap(long ncommunities)
 
 /*
  * The most requests one endpoint may have in flight: max_requests_per_endpoint,
- * or one while its last attempt found no answer within webhooks.timeout.
- * A hanging endpoint would otherwise hold its full share of the worker's
- * requests for a timeout at a time, over and over: a few of them, in as
- * many communities, could take every request the worker may make.  One at
- * a time, it still gets tried, and its first answer gives it its share
- * back.
+ * or one while its last attempt found no answer within webhooks.timeout
+ * (until an attempt gets an HTTP answer, or TIMED_OUT_KEPT_MS pass without
+ * another timeout).  A hanging endpoint would otherwise hold its full share
+ * of the worker's requests a timeout at a time, over and over: a few of
+ * them, in as many communities, could take every request the worker may
+ * make.  One at a time, it still gets tried, and its first answer gives it
+ * its share back.
  */
+static bool
+is_timed_out(const pg_uuid_t *webhook_id)
+{
+	return hash_get_num_entries(timed_out) > 0 &&
+		hash_search(timed_out, webhook_id, HASH_FIND, NULL) != NULL;
+}
+
 static int
 endpoint_cap(Endpoint *ep)
 {
-	return ep->timed_out ? 1 : webhooks_max_per_endpoint;
+	return is_timed_out(&ep->webhook_id) ? 1 : webhooks_max_per_endpoint;
 }
 
-/*
- * Whether an endpoint's entry holds nothing worth keeping: no request, no
- * 410 Gone to keep it out of claims, no timeout to keep it to one request.
- */
+/* Whether an endpoint's entry holds nothing: no request, no 410 Gone */
 static bool
 endpoint_idle(Endpoint *ep)
 {
-	return ep->in_flight == 0 && ep->nqueued == 0 && !ep->gone &&
-		!ep->timed_out;
+	return ep->in_flight == 0 && ep->nqueued == 0 && !ep->gone;
 }
 
 /* The endpoint entry of a webhook (and of its community), made if new. */
@@ -457,7 +468,6 @@ endpoint_for(pg_uuid_t *webhook_id, const char *community_id)
 		ep->progress_at = GetCurrentTimestamp();
 		ep->queue_backed = false;
 		ep->gone = false;
-		ep->timed_out = false;
 		dlist_init(&ep->queued);
 	}
 	return ep;
@@ -606,6 +616,32 @@ plan_retry(int attempts_made, int64 retry_after_s, TimestampTz *next)
 	return OUTCOME_RETRY;
 }
 
+static void spill_endpoint(Endpoint *ep, bool stuck, bool claimed_too,
+						   TimestampTz before);
+
+/*
+ * Keep an endpoint to one request after a timeout, and give it its share
+ * back once it answers (endpoint_cap).  Deliveries already claimed for it
+ * and waiting for a slot go back to the queue: at one request per
+ * timeout, they would hold their rows for long.
+ */
+static void
+note_timeout(pg_uuid_t *webhook_id, WebhookRequest *req, Endpoint *ep)
+{
+	bool		found;
+
+	if (req->timed_out)
+	{
+		TimedOut   *t = hash_search(timed_out, webhook_id, HASH_ENTER, &found);
+
+		t->at = GetCurrentTimestamp();
+		if (!found && ep != NULL)
+			spill_endpoint(ep, true, true, t->at);
+	}
+	else if (req->status_code > 0 && hash_get_num_entries(timed_out) > 0)
+		(void) hash_search(timed_out, webhook_id, HASH_REMOVE, NULL);
+}
+
 /* Turn a finished request into an attempt record and free its slot. */
 static void
 finish_attempt(WebhookRequest *req)
@@ -634,8 +670,7 @@ finish_attempt(WebhookRequest *req)
 	(void) add_record(a);
 	if (r->outcome == OUTCOME_GONE && ep != NULL)
 		ep->gone = true;
-	if (ep != NULL)
-		ep->timed_out = req->timed_out;
+	note_timeout(&r->webhook_id, req, ep);
 
 	/* a slot freed where the queue may have work: claim again soon */
 	if (ep != NULL && r->outcome == OUTCOME_RETRY)
@@ -714,26 +749,35 @@ spill_waiting(bool all)
 	hash_seq_init(&status, endpoints);
 	while ((ep = hash_seq_search(&status)) != NULL)
 	{
-		dlist_mutable_iter iter;
-		bool		stuck = all || stalled(ep, now);
-
-		dlist_foreach_modify(iter, &ep->queued)
-		{
-			WebhookRequest *req = dlist_container(WebhookRequest, node, iter.cur);
-			Attempt    *a = (Attempt *) req->owner;
-
-			if (!stuck && a->queued_at > before)
-				break;			/* the rest came later */
-			if (a->rec.delivery_id != 0 && !all)
-				continue;		/* claimed: it has its slot's turn coming */
-			dlist_delete(&req->node);
-			ep->nqueued--;
-			queued_total--;
-			ep->queue_backed = true;
-			drop_request(req, NULL);
-		}
+		spill_endpoint(ep, all || stalled(ep, now), all, before);
 		if (endpoint_idle(ep))
 			forget_endpoint(ep);
+	}
+}
+
+/*
+ * One endpoint's part of spill_waiting: what waits since before, or all of
+ * it if stuck; claimed deliveries only if claimed_too.
+ */
+static void
+spill_endpoint(Endpoint *ep, bool stuck, bool claimed_too, TimestampTz before)
+{
+	dlist_mutable_iter iter;
+
+	dlist_foreach_modify(iter, &ep->queued)
+	{
+		WebhookRequest *req = dlist_container(WebhookRequest, node, iter.cur);
+		Attempt    *a = (Attempt *) req->owner;
+
+		if (!stuck && a->queued_at > before)
+			break;				/* the rest came later */
+		if (a->rec.delivery_id != 0 && !claimed_too)
+			continue;			/* claimed: it has its slot's turn coming */
+		dlist_delete(&req->node);
+		ep->nqueued--;
+		queued_total--;
+		ep->queue_backed = true;
+		drop_request(req, NULL);
 	}
 }
 
@@ -941,7 +985,9 @@ held_requests(HeldRequests *held)
 {
 	HASH_SEQ_STATUS status;
 	Community  *c;
-	long		nwebhooks = Max(hash_get_num_entries(endpoints), 1);
+	TimedOut   *t;
+	long		nwebhooks = Max(hash_get_num_entries(endpoints) +
+								hash_get_num_entries(timed_out), 1);
 	long		ncommunities = Max(hash_get_num_entries(communities), 1);
 	int			n = 0;
 
@@ -967,13 +1013,23 @@ held_requests(HeldRequests *held)
 			if (ep->gone)
 				held->per_webhook[n] = webhooks_max_per_endpoint;
 			/* timed out: the slots beyond its one are taken */
-			else if (ep->timed_out)
+			else if (is_timed_out(&ep->webhook_id))
 				held->per_webhook[n] += webhooks_max_per_endpoint - 1;
 			n++;
 		}
 		held->communities[held->ncommunities] = c->id;
 		held->per_community[held->ncommunities] = used;
 		held->ncommunities++;
+	}
+	/* timed-out webhooks holding nothing now: one slot each */
+	hash_seq_init(&status, timed_out);
+	while ((t = hash_seq_search(&status)) != NULL)
+	{
+		if (hash_search(endpoints, &t->webhook_id, HASH_FIND, NULL) != NULL)
+			continue;
+		held->webhooks[n] = t->webhook_id;
+		held->per_webhook[n] = webhooks_max_per_endpoint - 1;
+		n++;
 	}
 	held->nwebhooks = n;
 	held->community_cap = community_cap(held->ncommunities);
@@ -1283,6 +1339,7 @@ release_orphans(void)
 {
 	HASH_SEQ_STATUS status;
 	Endpoint   *ep;
+	TimedOut   *t;
 
 	(void) run_in_transaction("releasing orphaned deliveries",
 							  release_orphans_in_transaction, NULL);
@@ -1297,14 +1354,16 @@ release_orphans(void)
 	while ((ep = hash_seq_search(&status)) != NULL)
 	{
 		ep->gone = false;
-		/* a timed-out endpoint no one has sent to for a while starts over */
-		if (ep->timed_out && ep->in_flight == 0 && ep->nqueued == 0 &&
-			TimestampDifferenceExceeds(ep->progress_at, GetCurrentTimestamp(),
-									   TIMED_OUT_KEPT_MS))
-			ep->timed_out = false;
 		if (endpoint_idle(ep))
 			forget_endpoint(ep);
 	}
+
+	/* a webhook that has not timed out for long starts over */
+	hash_seq_init(&status, timed_out);
+	while ((t = hash_seq_search(&status)) != NULL)
+		if (TimestampDifferenceExceeds(t->at, GetCurrentTimestamp(),
+									   TIMED_OUT_KEPT_MS))
+			(void) hash_search(timed_out, &t->webhook_id, HASH_REMOVE, NULL);
 }
 
 static void
@@ -1563,6 +1622,9 @@ webhooks_worker_main(Datum main_arg)
 	SetConfigOption("lock_timeout", WORKER_LOCK_TIMEOUT, PGC_SUSET,
 					PGC_S_OVERRIDE);
 	SetConfigOption("statement_timeout", "0", PGC_SUSET, PGC_S_OVERRIDE);
+	/* a new snapshot per statement: reading depends on it (subscriptions.c) */
+	SetConfigOption("default_transaction_isolation", "read committed",
+					PGC_SUSET, PGC_S_OVERRIDE);
 
 	/*
 	 * A backlog committed at once has one next_attempt_at, and before
@@ -1606,6 +1668,10 @@ webhooks_worker_main(Datum main_arg)
 	ctl.entrysize = sizeof(Community);
 	communities = hash_create("webhooks communities", 256, &ctl,
 							  HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
+	ctl.keysize = sizeof(pg_uuid_t);
+	ctl.entrysize = sizeof(TimedOut);
+	timed_out = hash_create("webhooks timed out", 64, &ctl,
+							HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
 	ctl.keysize = sizeof(pg_uuid_t);
 	ctl.entrysize = sizeof(SharedBody);
 	bodies = hash_create("webhooks bodies", 1024, &ctl,

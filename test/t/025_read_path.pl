@@ -159,6 +159,22 @@ is(join(',', map { JSON::PP::decode_json($_->{body})->{type} } @since),
 	'payment.completed', 'and only that: not the type it was unsubscribed from');
 is(scalar(at('/second')), 1, 'nor anything the switched-off webhook');
 
+# A filter that comes to NULL (a strict path, its key missing) is no
+# match, and stops no one's reading: one failing statement would stop it
+# for every community.
+sql(q{SELECT webhooks.webhook_create('N', '} . "$base/strict" . q{', '{member.joined}',
+      filter => 'strict $.customer')});
+sql(q{SELECT webhooks.emit('N', 'member.joined', '{"other": 1}')});
+sql(q{SELECT webhooks.emit('N', 'member.joined', '{"customer": 7}')});
+my $third_seen = scalar(at('/third'));
+sql(q{INSERT INTO members VALUES (1003, 'R', 'after the strict filter')});
+ok(wait_for_requests($recv, 1, sub { $_[0]{path} eq '/strict' }, 30),
+	'a strict filter matches a payload with its key');
+ok(wait_for_requests($recv, $third_seen + 1, sub { $_[0]{path} eq '/third' }, 30),
+	'and reading goes on for everyone');
+ok(position_past_all(), 'all of it read and recorded');
+is(scalar(at('/strict')), 1, 'the payload without the key is no match');
+
 stop_receiver($recv);
 $node->stop('immediate');
 done_testing();
