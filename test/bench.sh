@@ -984,7 +984,8 @@ scenario_scale() {
 	             SET auto_explain.log_nested_statements = on; SET auto_explain.log_analyze = on;
 	             SET client_min_messages = log;
 	             SELECT count(*) FROM webhooks.webhook_logs('logs0', '$id', 100, 50)" 2>&1 |
-		awk '/Query Text:.*FROM webhooks.delivery_attempts/ { on = 1; next } on && /Scan/ { sub(/^ *(->)? */, ""); sub(/  \(.*/, ""); print; exit }')
+		awk '/Query Text:.*FROM webhooks.delivery_attempts/ { on = 1; next }
+		     on && /Scan/ { sub(/^ *(->)? */, ""); sub(/  \(.*/, ""); print; on = 0 }')  # (reads to the end: no SIGPIPE for psql)
 	for run in $(seq 1 "$runs"); do
 		# 11 calls per page in one session; the first is dropped (plan cache)
 		{
