@@ -467,10 +467,13 @@ run_backlog() {
 	ngx=$(nginx_worker)
 	emit_backlog "$label" "$select"
 	t0=$(now) w0=$(cpu_ticks "$worker_pid") g0=$(cpu_ticks "$ngx")
-	# BENCH_PERF=PREFIX: profile the worker while it drains (perf, if present)
+	# BENCH_PERF=PREFIX: profile the worker while it drains (perf, if
+	# present); BENCH_PERF_CALLGRAPH=dwarf to see through libraries built
+	# without frame pointers (libcurl, OpenSSL), at the price of big files
 	local perf_pid=
 	if [ -n "${BENCH_PERF:-}" ] && command -v perf >/dev/null; then
-		perf record -q -F 999 -g -p "$worker_pid" -o "$BENCH_PERF.$label" \
+		perf record -q -F 999 --call-graph "${BENCH_PERF_CALLGRAPH:-fp}" \
+			-p "$worker_pid" -o "$BENCH_PERF.$label" \
 			>/dev/null 2>&1 &
 		perf_pid=$!
 	fi
@@ -1013,6 +1016,8 @@ scenario_scale() {
 	# vacuumed by autovacuum (on inserts, since PostgreSQL 13), and the
 	# rows a page skips are then read from the index alone
 	q -c "VACUUM webhooks.delivery_attempts" >/dev/null
+	# (and its writes flushed now, not during the next scenario)
+	q -c "CHECKPOINT" >/dev/null
 	{
 		printf '%s\n' '\timing on'
 		for _ in $(seq 1 11); do echo "SELECT count(*) FROM webhooks.webhook_logs('logs0', '$id', 100, 50);"; done
