@@ -165,6 +165,25 @@ typedef struct AttemptedKey
 
 static HTAB *attempted = NULL;
 
+/* Add to attempted the (event_id, webhook_id) rows SPI just returned. */
+static void
+add_pairs(void)
+{
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		AttemptedKey key;
+		bool		isnull;
+
+		key.event_id = *DatumGetUUIDP(SPI_getbinval(SPI_tuptable->vals[i],
+													SPI_tuptable->tupdesc, 1,
+													&isnull));
+		key.webhook_id = *DatumGetUUIDP(SPI_getbinval(SPI_tuptable->vals[i],
+													  SPI_tuptable->tupdesc, 2,
+													  &isnull));
+		(void) hash_search(attempted, &key, HASH_ENTER, NULL);
+	}
+}
+
 static void
 load_attempted(TimestampTz from)
 {
@@ -188,19 +207,7 @@ load_attempted(TimestampTz from)
 	ctl.hcxt = reader_cxt;
 	attempted = hash_create("webhooks attempted", Max(SPI_processed, 64), &ctl,
 							HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
-	for (uint64 i = 0; i < SPI_processed; i++)
-	{
-		AttemptedKey key;
-		bool		isnull;
-
-		key.event_id = *DatumGetUUIDP(SPI_getbinval(SPI_tuptable->vals[i],
-													SPI_tuptable->tupdesc, 1,
-													&isnull));
-		key.webhook_id = *DatumGetUUIDP(SPI_getbinval(SPI_tuptable->vals[i],
-													  SPI_tuptable->tupdesc, 2,
-													  &isnull));
-		(void) hash_search(attempted, &key, HASH_ENTER, NULL);
-	}
+	add_pairs();
 	ereport(LOG,
 			(errmsg("webhooks: reading again from the saved position, leaving out " UINT64_FORMAT " deliveries attempted since",
 					SPI_processed)));
@@ -220,19 +227,7 @@ add_queued(Datum event_ids)
 	if (ret != SPI_OK_SELECT)
 		elog(ERROR, "could not look up queued deliveries: %s",
 			 SPI_result_code_string(ret));
-	for (uint64 i = 0; i < SPI_processed; i++)
-	{
-		AttemptedKey key;
-		bool		isnull;
-
-		key.event_id = *DatumGetUUIDP(SPI_getbinval(SPI_tuptable->vals[i],
-													SPI_tuptable->tupdesc, 1,
-													&isnull));
-		key.webhook_id = *DatumGetUUIDP(SPI_getbinval(SPI_tuptable->vals[i],
-													  SPI_tuptable->tupdesc, 2,
-													  &isnull));
-		(void) hash_search(attempted, &key, HASH_ENTER, NULL);
-	}
+	add_pairs();
 }
 
 static const char *save_sql =
