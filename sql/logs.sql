@@ -139,7 +139,7 @@ CROSS JOIN LATERAL (
   SELECT * FROM webhooks.delivery_attempts a
   WHERE a.webhook_id OPERATOR(pg_catalog.=) $1
     AND a.created_at OPERATOR(pg_catalog.=) k.created_at
-    AND a.id OPERATOR(pg_catalog.=) k.id) a
+    AND a.id OPERATOR(pg_catalog.=) k.id LIMIT 1) a
 ORDER BY k.created_at DESC, k.id DESC;
 EXPLAIN (COSTS OFF)
 EXECUTE logs_later('00000000-0000-4000-8000-000000000007', 50, 300);

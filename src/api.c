@@ -536,7 +536,7 @@ webhooks_logs(PG_FUNCTION_ARGS)
 				  "  SELECT * FROM webhooks.delivery_attempts a "
 				  "  WHERE a.webhook_id OPERATOR(pg_catalog.=) $1 "
 				  "    AND a.created_at OPERATOR(pg_catalog.=) k.created_at "
-				  "    AND a.id OPERATOR(pg_catalog.=) k.id) a "
+				  "    AND a.id OPERATOR(pg_catalog.=) k.id LIMIT 1) a "
 				  "ORDER BY k.created_at DESC, k.id DESC",
 				  3, types, values, NULL, true, SPI_OK_SELECT);
 	all_rows_as_result_set(fcinfo);

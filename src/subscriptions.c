@@ -181,14 +181,6 @@ webhooks_subscribers_load(const char **community_ids, int n)
 	int			ret;
 
 	Assert(communities != NULL);
-	/* a page of many communities not held begins the copy again */
-	for (int i = 0; i < n; i++)
-		if (hash_search(communities, community_ids[i], HASH_FIND, NULL) == NULL)
-			nmissing++;
-	if (nmissing == 0)
-		return;
-	if (hash_get_num_entries(communities) + nmissing > MAX_COMMUNITIES)
-		reset_cache();
 
 	/*
 	 * Until the statement's rows are in, the entries made here say "no
@@ -197,18 +189,34 @@ webhooks_subscribers_load(const char **community_ids, int n)
 	 */
 	was_valid = cache_valid;
 	cache_valid = false;
-	for (int i = 0; i < n; i++)
+	for (int pass = 0; pass < 2; pass++)
 	{
-		bool		found;
-		CachedCommunity *c = hash_search(communities, community_ids[i],
-										 HASH_ENTER, &found);
+		for (int i = 0; i < n; i++)
+		{
+			bool		found;
+			CachedCommunity *c = hash_search(communities, community_ids[i],
+											 HASH_ENTER, &found);
 
-		if (found)
-			continue;
-		c->nsubscribers = 0;
-		c->subscribers = NULL;
-		missing = accumArrayResult(missing, CStringGetTextDatum(community_ids[i]),
-								   false, TEXTOID, CurrentMemoryContext);
+			if (found)
+				continue;
+			c->nsubscribers = 0;
+			c->subscribers = NULL;
+			missing = accumArrayResult(missing,
+									   CStringGetTextDatum(community_ids[i]),
+									   false, TEXTOID, CurrentMemoryContext);
+			nmissing++;
+		}
+		/* past the limit: the copy begins again with this page's */
+		if (pass > 0 || hash_get_num_entries(communities) <= MAX_COMMUNITIES)
+			break;
+		reset_cache();
+		missing = NULL;
+		nmissing = 0;
+	}
+	if (nmissing == 0)
+	{
+		cache_valid = was_valid;
+		return;
 	}
 
 	args[0] = makeArrayResult(missing, CurrentMemoryContext);

@@ -411,6 +411,14 @@ community_cap(long ncommunities)
 			   webhooks_max_concurrent / (Max(ncommunities, 1) + 1));
 }
 
+/* Whether a webhook's last attempt found no answer in time */
+static bool
+is_timed_out(const pg_uuid_t *webhook_id)
+{
+	return hash_get_num_entries(timed_out) > 0 &&
+		hash_search(timed_out, webhook_id, HASH_FIND, NULL) != NULL;
+}
+
 /*
  * The most requests one endpoint may have in flight: max_requests_per_endpoint,
  * or one while its last attempt found no answer within webhooks.timeout
@@ -421,13 +429,6 @@ community_cap(long ncommunities)
  * make.  One at a time, it still gets tried, and its first answer gives it
  * its share back.
  */
-static bool
-is_timed_out(const pg_uuid_t *webhook_id)
-{
-	return hash_get_num_entries(timed_out) > 0 &&
-		hash_search(timed_out, webhook_id, HASH_FIND, NULL) != NULL;
-}
-
 static int
 endpoint_cap(Endpoint *ep)
 {
@@ -701,7 +702,7 @@ finish_attempt(WebhookRequest *req)
 				start_queued(dlist_container(Endpoint, community_node,
 											 iter.cur));
 		}
-		/* a gone or timed-out endpoint's entry stays: see endpoint_idle */
+		/* a gone endpoint's entry stays, to keep it out of claims */
 		if (endpoint_idle(ep))
 			forget_endpoint(ep);
 	}
