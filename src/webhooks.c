@@ -80,7 +80,8 @@ webhooks_attach_shmem(void)
 }
 
 /*
- * The trigger on webhooks.webhooks, once per statement that changes it:
+ * The triggers on webhooks.webhooks, for each row changed (and each
+ * TRUNCATE):
  * when this transaction commits, the worker's copy of the webhooks is out
  * of date (subscriptions.c), and (unless rows were only added) what it
  * had read for them and not yet sent waits to be claimed, so that it goes

@@ -356,6 +356,10 @@ reset_queue() {
 drop_webhooks() { # delete every webhook through the API
 	q -c "SELECT count(webhooks.webhook_delete(community_id, id)) FROM webhooks.webhooks" >/dev/null
 }
+# median10: the median of the ten numbers on stdin
+median10() {
+	sort -n | awk '{ v[NR] = $1 } END { print (v[5] + v[6]) / 2 }'
+}
 # make_webhooks PREFIX COUNT URL_BASE [ACTIVE]: webhooks in communities
 # PREFIX0..PREFIX{COUNT-1}, at URL_BASE/PREFIXi, subscribed to member.joined
 make_webhooks() {
@@ -999,11 +1003,11 @@ scenario_scale() {
 			for _ in $(seq 1 11); do echo "SELECT count(*), sum(delivered_total) FROM webhooks.metrics; SELECT * FROM webhooks.metrics_total;"; done
 		} >"$dir/logs.sql"
 		q -f "$dir/logs.sql" | awk '/^Time:/ { print $2 }' >"$dir/logs-times.txt"
-		p1=$(sed -n '2,11p' "$dir/logs-times.txt" | sort -n | awk '{ v[NR] = $1 } END { print (v[5] + v[6]) / 2 }')
-		p100=$(sed -n '13,22p' "$dir/logs-times.txt" | sort -n | awk '{ v[NR] = $1 } END { print (v[5] + v[6]) / 2 }')
-		stats=$(sed -n '24,33p' "$dir/logs-times.txt" | sort -n | awk '{ v[NR] = $1 } END { print (v[5] + v[6]) / 2 }')
+		p1=$(sed -n '2,11p' "$dir/logs-times.txt" | median10)
+		p100=$(sed -n '13,22p' "$dir/logs-times.txt" | median10)
+		stats=$(sed -n '24,33p' "$dir/logs-times.txt" | median10)
 		# a scrape: both views, two statements per line of logs.sql
-		scrape=$(sed -n '36,$p' "$dir/logs-times.txt" | paste -d' ' - - | awk '{ print $1 + $2 }' | sort -n | awk '{ v[NR] = $1 } END { print (v[5] + v[6]) / 2 }')
+		scrape=$(sed -n '36,$p' "$dir/logs-times.txt" | paste -d' ' - - | awk '{ print $1 + $2 }' | median10)
 		say "- run $run: webhook_logs page 1: $p1 ms, page 100: $p100 ms; webhook_stats: $stats ms ($(q -c "SELECT attempts_24h FROM webhooks.webhook_stats('logs0', '$id')") attempts in 24 h); metrics scrape (both views, 100 webhooks): $scrape ms (medians of 10 calls, psql round trip included); plan: ${plan:-unknown}"
 		record scale "webhook_stats ms, $(fmt_k "$log_rows") log rows" "$stats" "-"
 		record scale "metrics scrape ms, $(fmt_k "$log_rows") log rows" "$scrape" "-"
@@ -1022,7 +1026,7 @@ scenario_scale() {
 		printf '%s\n' '\timing on'
 		for _ in $(seq 1 11); do echo "SELECT count(*) FROM webhooks.webhook_logs('logs0', '$id', 100, 50);"; done
 	} >"$dir/logs-vac.sql"
-	p100=$(q -f "$dir/logs-vac.sql" | awk '/^Time:/ { print $2 }' | sed -n '2,11p' | sort -n | awk '{ v[NR] = $1 } END { print (v[5] + v[6]) / 2 }')
+	p100=$(q -f "$dir/logs-vac.sql" | awk '/^Time:/ { print $2 }' | sed -n '2,11p' | median10)
 	say "- after VACUUM (as autovacuum leaves a log written over hours): webhook_logs page 100: $p100 ms"
 	record scale "webhook_logs page 100 ms after VACUUM, $(fmt_k "$log_rows") rows" "$p100" "< 5"
 	drop_webhooks
