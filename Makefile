@@ -11,6 +11,7 @@ OBJS = \
 	src/http.o \
 	src/ping.o \
 	src/emit.o \
+	src/append.o \
 	src/queue.o \
 	src/reader.o \
 	src/subscriptions.o \
@@ -26,7 +27,7 @@ PGFILEDESC = "webhooks - reliable outgoing webhooks for PostgreSQL"
 
 REGRESS = create management errors logs emit events lifecycle security
 REGRESS_OPTS = --temp-instance=./tmp_check --temp-config=test/regress.conf
-ISOLATION = reader
+ISOLATION = reader event_types
 ISOLATION_OPTS = --temp-instance=./tmp_check_iso --temp-config=test/regress.conf
 
 TAP_TESTS = 1

@@ -300,3 +300,49 @@ SELECT count(*) AS queued_for_nobody FROM webhooks.deliveries
 WHERE community_id = 'no-such-community';
 SELECT webhooks.webhook_delete('someone-else', :'other');
 DROP SCHEMA evil CASCADE;
+
+-- emit() writes its row without an INSERT statement when the partition
+-- lets it (append.c).  A partition an operator has given a CHECK
+-- constraint or a trigger gets the row through the statement, so both act
+-- on it.
+DELETE FROM webhooks.events;
+ALTER TABLE webhooks.events_default
+  ADD CONSTRAINT small_payloads CHECK (payload_bytes < 28);
+SELECT webhooks.emit('c1', 'member.joined', '{"a": 1}') IS NOT NULL AS small;
+\set VERBOSITY terse
+SELECT webhooks.emit('c1', 'member.joined', '{"a": "far too long for it"}');
+\set VERBOSITY default
+ALTER TABLE webhooks.events_default DROP CONSTRAINT small_payloads;
+CREATE FUNCTION public.event_seen() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  RAISE NOTICE 'event % seen by a trigger', NEW.type;
+  RETURN NEW;
+END $$;
+CREATE TRIGGER event_seen BEFORE INSERT ON webhooks.events_default
+  FOR EACH ROW EXECUTE FUNCTION public.event_seen();
+SELECT webhooks.emit('c1', 'member.left', '{}') IS NOT NULL AS through_trigger;
+DROP TRIGGER event_seen ON webhooks.events_default;
+DROP FUNCTION public.event_seen();
+-- and without them, directly again, with the row's index entry
+SELECT webhooks.emit('c1', 'member.updated', '{}') IS NOT NULL AS direct;
+SET enable_seqscan = off;
+SELECT type, payload FROM webhooks.events WHERE txid > '0' ORDER BY txid, id;
+RESET enable_seqscan;
+DELETE FROM webhooks.events;
+
+-- Nothing is written in a read-only transaction.
+BEGIN READ ONLY;
+SELECT webhooks.emit('c1', 'member.joined', '{}');
+ROLLBACK;
+
+-- Event types are remembered by each session, and forgotten when the
+-- table changes: a type deleted or renamed is refused at once.
+INSERT INTO webhooks.event_types (name) VALUES ('test.remembered');
+SELECT webhooks.emit('c1', 'test.remembered', '{}') IS NOT NULL AS known;
+UPDATE webhooks.event_types SET name = 'test.renamed' WHERE name = 'test.remembered';
+SELECT webhooks.emit('c1', 'test.remembered', '{}');
+SELECT webhooks.emit('c1', 'test.renamed', '{}') IS NOT NULL AS known;
+DELETE FROM webhooks.event_types WHERE name = 'test.renamed';
+SELECT webhooks.emit('c1', 'test.renamed', '{}');
+SELECT count(*) AS events FROM webhooks.events;
+DELETE FROM webhooks.events;

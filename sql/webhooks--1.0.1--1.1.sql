@@ -436,6 +436,18 @@ ALTER TABLE webhooks.webhooks ENABLE ALWAYS TRIGGER webhooks_changed;
 ALTER TABLE webhooks.webhooks ENABLE ALWAYS TRIGGER webhooks_truncated;
 
 /*
+ * emit() remembers which event types exist; a statement that changes
+ * event_types makes every session forget them when it commits.
+ */
+CREATE FUNCTION webhooks.note_event_types_change() RETURNS trigger
+LANGUAGE c AS 'MODULE_PATHNAME', 'webhooks_event_types_changed';
+REVOKE ALL ON FUNCTION webhooks.note_event_types_change() FROM PUBLIC;
+CREATE TRIGGER event_types_changed
+    AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON webhooks.event_types
+    FOR EACH STATEMENT EXECUTE FUNCTION webhooks.note_event_types_change();
+ALTER TABLE webhooks.event_types ENABLE ALWAYS TRIGGER event_types_changed;
+
+/*
  * Health per webhook, kept by the worker alone, once per batch of attempts
  * it records (an application never writes or locks these rows, so the
  * worker never waits for one): the times of the last success and failure,

@@ -4,19 +4,19 @@
  *		webhooks.emit() and the trigger function webhooks.emit_trigger().
  *
  * Emitting runs inside the application's transaction, so it is kept
- * small: one prepared statement checks the event type and queues one
- * delivery per active subscribed webhook of the community (an index
- * lookup on community_id), and a flag asks for the worker to be woken at
- * commit.  No network, nothing that grows with the queue.  A rolled-back
- * transaction leaves no delivery behind, and the worker cannot see one
- * before commit.
+ * small: the event is appended to webhooks.events, one row and one index
+ * entry (append.c), and a flag asks for the worker to be woken at commit.
+ * No network, nothing per subscriber, nothing that grows with the log.  A
+ * rolled-back transaction leaves no event behind, and the worker cannot
+ * see one before commit.  (The 1.0 entry points, for a database not yet
+ * updated, queue one delivery per subscriber as 1.0 did.)
  *
  * Rights: both functions are SECURITY INVOKER.  Everything that can run
  * code the caller controls (turning a row into JSON calls casts and output
  * functions of the row's column types, which any role may define for its
- * own types) runs with the caller's rights.  Only the queueing statement,
- * whose every name and operator is fixed here, runs as the function's
- * owner, in a security-restricted context (queue_as_owner).  1.0 declared
+ * own types) runs with the caller's rights.  Only the write, whose every
+ * name and operator is fixed here, runs as the function's owner, in a
+ * security-restricted context (emit_event).  1.0 declared
  * them SECURITY DEFINER, which let a caller's cast run as the owner; the
  * library refuses to run emit_trigger under that declaration.
  *
@@ -64,18 +64,6 @@ typedef enum EmitLayout
 } EmitLayout;
 
 static SPIPlanPtr emit_plan = NULL;
-static SPIPlanPtr append_plan = NULL;
-
-/*
- * 1.1: one row, one index entry.  The event type is checked by the
- * primary key of event_types in the same statement.
- */
-static const char *append_sql =
-"INSERT INTO webhooks.events"
-"       (id, type, community_id, payload, created_at, txid, payload_bytes)"
-" SELECT $1, $3, $2, $4, $5, $6, $7"
-" WHERE EXISTS (SELECT 1 FROM webhooks.event_types t"
-"               WHERE t.name OPERATOR(pg_catalog.=) $3)";
 
 /*
  * The statement runs as the owner without a SET search_path (saving and
@@ -131,34 +119,6 @@ function_owner(FunctionCallInfo fcinfo, bool builds_payload)
 	return owner;
 }
 
-/* 1.1: append the event; false if its type is unknown. */
-bool
-webhooks_append_event(pg_uuid_t *event_id, const char *community_id,
-			 const char *event, Datum payload)
-{
-	Oid			argtypes[7] = {UUIDOID, TEXTOID, TEXTOID, JSONBOID,
-	TIMESTAMPTZOID, XID8OID, INT4OID};
-	Datum		args[7];
-	FullTransactionId xid = GetTopFullTransactionId();
-	TimestampTz created_at;
-	int			ret;
-
-	webhooks_event_id(event_id, xid, &created_at);
-	args[0] = UUIDPGetDatum(event_id);
-	args[1] = CStringGetTextDatum(community_id);
-	args[2] = CStringGetTextDatum(event);
-	args[3] = payload;
-	args[4] = TimestampTzGetDatum(created_at);
-	args[5] = FullTransactionIdGetDatum(xid);
-	args[6] = Int32GetDatum((int32) webhooks_payload_size(payload));
-	ret = SPI_execute_plan(webhooks_prepare_once(&append_plan, append_sql, 7,
-												 argtypes),
-						   args, NULL, false, 0);
-	if (ret != SPI_OK_INSERT)
-		elog(ERROR, "could not record event: %s", SPI_result_code_string(ret));
-	return SPI_processed == 1;
-}
-
 /* 1.0: a delivery per subscriber; false if the event type is unknown. */
 static bool
 queue_deliveries_1_0(pg_uuid_t *event_id, const char *community_id,
@@ -185,13 +145,12 @@ queue_deliveries_1_0(pg_uuid_t *event_id, const char *community_id,
 }
 
 /*
- * Record one event, running the statement as "owner".  Returns the new
+ * Record one event as "owner" (append.c for 1.1).  Returns the new
  * event's id.  The worker is woken at commit.
  *
  * The switch of user is restricted (SECURITY_RESTRICTED_OPERATION, as
- * maintenance commands do) and covers only the prepared statement; an
- * error inside it is unwound by the transaction's abort, which restores
- * the caller's user.
+ * maintenance commands do) and covers only the write; an error inside it
+ * is unwound by the transaction's abort, which restores the caller's user.
  */
 static pg_uuid_t *
 emit_event(EmitLayout layout, Oid owner, const char *community_id,
@@ -209,12 +168,14 @@ emit_event(EmitLayout layout, Oid owner, const char *community_id,
 	SetUserIdAndSecContext(owner, save_sec_context |
 						   SECURITY_LOCAL_USERID_CHANGE |
 						   SECURITY_RESTRICTED_OPERATION);
-	SPI_connect();
 	if (layout == EMIT_1_1)
 		known = webhooks_append_event(event_id, community_id, event, payload);
 	else
+	{
+		SPI_connect();
 		known = queue_deliveries_1_0(event_id, community_id, event, payload);
-	SPI_finish();
+		SPI_finish();
+	}
 	SetUserIdAndSecContext(save_userid, save_sec_context);
 
 	if (!known)

@@ -109,7 +109,7 @@ extern char *webhooks_uuid_to_cstring(const pg_uuid_t *uuid);
 /* The event the worker emits when it switches a webhook off */
 #define WEBHOOKS_DISABLED_EVENT "webhook.disabled"
 
-/* emit.c: append an event (SPI connected, as the extension's owner) */
+/* append.c: append an event (as the extension's owner) */
 extern bool webhooks_append_event(pg_uuid_t *event_id, const char *community_id,
 								  const char *event, Datum payload);
 
