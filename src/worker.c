@@ -106,6 +106,8 @@ typedef struct Community
 {
 	char		id[WEBHOOKS_MAX_COMMUNITY_ID_BYTES + 1];	/* hash key */
 	int			in_flight;
+	int64		bytes_in_flight;	/* the bodies of its requests in flight */
+	bool		byte_blocked;	/* a request waits for community_byte_cap */
 	TimestampTz progress_at;	/* its last request finished (or it began) */
 	dlist_head	endpoints;		/* its Endpoints */
 } Community;
@@ -411,6 +413,30 @@ community_cap(long ncommunities)
 			   webhooks_max_concurrent / (Max(ncommunities, 1) + 1));
 }
 
+/*
+ * The most body bytes one community's requests may have in flight, shared
+ * as community_cap shares requests: webhooks.max_bytes_in_flight bounds
+ * the bodies the worker holds, so without a share of its own, one
+ * community whose endpoints hang with large payloads would hold all of it
+ * until they time out, and nobody's events would be read meanwhile.  A
+ * community with nothing in flight may always start one request, however
+ * large.
+ */
+static int64
+community_byte_cap(long ncommunities)
+{
+	return MAX_BYTES_IN_FLIGHT / (Max(ncommunities, 1) + 1);
+}
+
+/* Whether a community may start a request with a body of len bytes */
+static bool
+byte_room(Community *c, size_t len)
+{
+	return c->in_flight == 0 ||
+		c->bytes_in_flight + (int64) len <=
+		community_byte_cap(hash_get_num_entries(communities));
+}
+
 /* Whether a webhook's last attempt found no answer in time */
 static bool
 is_timed_out(const pg_uuid_t *webhook_id)
@@ -459,6 +485,8 @@ endpoint_for(pg_uuid_t *webhook_id, const char *community_id)
 		if (!found)
 		{
 			c->in_flight = 0;
+			c->bytes_in_flight = 0;
+			c->byte_blocked = false;
 			c->progress_at = GetCurrentTimestamp();
 			dlist_init(&c->endpoints);
 		}
@@ -476,8 +504,9 @@ endpoint_for(pg_uuid_t *webhook_id, const char *community_id)
 
 /*
  * Whether a request for this endpoint would wait, behind a limit that
- * nothing has moved for STALL_MS: the endpoint's own, or its community's.
- * (A slow endpoint still finishes requests; one that hangs does not.)
+ * nothing has moved for STALL_MS: the endpoint's own, or its community's
+ * (in requests or in bytes).  (A slow endpoint still finishes requests;
+ * one that hangs does not.)
  */
 static bool
 stalled(Endpoint *ep, TimestampTz now)
@@ -487,7 +516,8 @@ stalled(Endpoint *ep, TimestampTz now)
 	if (ep->in_flight >= endpoint_cap(ep))
 		return TimestampDifferenceExceeds(ep->progress_at, now, STALL_MS);
 	if (ep->community->in_flight >=
-		community_cap(hash_get_num_entries(communities)))
+		community_cap(hash_get_num_entries(communities)) ||
+		ep->community->byte_blocked)
 		return TimestampDifferenceExceeds(ep->community->progress_at, now,
 										  STALL_MS);
 	return false;
@@ -510,21 +540,28 @@ static void drop_request(WebhookRequest *req, const char *why);
 
 /*
  * Start queued requests of this endpoint while it has free slots and its
- * community has too; if it answered 410 Gone, record them as failed
- * without sending.
+ * community has too, in requests and in bytes; if it answered 410 Gone,
+ * record them as failed without sending.
  */
 static void
 start_queued(Endpoint *ep)
 {
+	Community  *c = ep->community;
 	int			cap = community_cap(hash_get_num_entries(communities));
 
 	while (ep->nqueued > 0 &&
 		   (ep->gone || (ep->in_flight < endpoint_cap(ep) &&
-						 ep->community->in_flight < cap)))
+						 c->in_flight < cap)))
 	{
 		WebhookRequest *req = dlist_container(WebhookRequest, node,
-											  dlist_pop_head_node(&ep->queued));
+											  dlist_head_node(&ep->queued));
 
+		if (!ep->gone && !byte_room(c, req->body_len))
+		{
+			c->byte_blocked = true;
+			break;
+		}
+		dlist_pop_head_node(&ep->queued);
 		ep->nqueued--;
 		queued_total--;
 		if (ep->gone)
@@ -533,7 +570,8 @@ start_queued(Endpoint *ep)
 			continue;
 		}
 		ep->in_flight++;
-		ep->community->in_flight++;
+		c->in_flight++;
+		c->bytes_in_flight += req->body_len;
 		webhooks_client_add(client, req);
 	}
 }
@@ -682,15 +720,18 @@ finish_attempt(WebhookRequest *req)
 	/* a (and r) live in the request's memory: done with them before the free */
 	dlist_delete(&a->live_node);
 	release_body(&r->event_id);
+	if (ep != NULL)
+		ep->community->bytes_in_flight -= req->body_len;
 	webhooks_request_free(req);
 	if (ep != NULL)
 	{
 		Community  *c = ep->community;
-		bool		was_full = c->in_flight >=
+		bool		was_full = c->byte_blocked || c->in_flight >=
 			community_cap(hash_get_num_entries(communities));
 
 		ep->in_flight--;
 		c->in_flight--;
+		c->byte_blocked = false;
 		ep->progress_at = c->progress_at = GetCurrentTimestamp();
 		start_queued(ep);
 		/* a slot of a community at its cap: another endpoint may use it */
@@ -979,7 +1020,7 @@ record_attempts(void)
 /*
  * What the worker holds, per webhook and per community, for the next
  * claim (in the current memory context), and each community's cap (see
- * community_cap).
+ * community_cap; a community waiting for its byte share counts as full).
  */
 static void
 held_requests(HeldRequests *held)
@@ -1018,6 +1059,9 @@ held_requests(HeldRequests *held)
 				held->per_webhook[n] += webhooks_max_per_endpoint - 1;
 			n++;
 		}
+		/* waiting for its byte share: no more claims until it moves */
+		if (c->byte_blocked)
+			used = Max(used, community_cap(hash_get_num_entries(communities)));
 		held->communities[held->ncommunities] = c->id;
 		held->per_community[held->ncommunities] = used;
 		held->ncommunities++;

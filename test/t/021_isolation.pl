@@ -145,6 +145,42 @@ for my $backlog (1000, 5000)
 	stop_receiver($rt);
 }
 
+# ---------------------------------------------------------------------
+# A community whose endpoint hangs with large payloads holds no more than
+# its share of webhooks.max_bytes_in_flight (half of it, beside one other
+# community): the other's events are still read, and delivered before the
+# first hanging attempt could time out.
+{
+	$node->safe_psql('postgres', "ALTER SYSTEM SET webhooks.max_bytes_in_flight = '1MB'");
+	restart_node();
+	my $rb = start_receiver();
+	my $rs = start_receiver();
+	my ($hb) = create_webhook($node, 'BIG', "$rb->{base}/hang", '{member.left}');
+	create_webhook($node, 'SMALL', "$rs->{base}/status/200", '{member.updated}');
+	# 40 events of 200 kB: eight times the worker's bound
+	$node->safe_psql('postgres', q{SELECT count(webhooks.emit('BIG', 'member.left',
+		jsonb_build_object('n', g, 'pad', repeat('x', 200000))))
+		FROM generate_series(1, 40) g});
+	my @hb = wait_for_requests($rb, 1, sub { 1 }, 30);
+	emit_n('SMALL', 'member.updated', 10);
+	my @gs = wait_for_requests($rs, 10, sub { 1 }, 20);
+	is(scalar @gs, 10, "large payloads hanging: the other community's 10 events arrive");
+	my $waited = ((times_of(@gs))[-1] // 1e10) - (times_of(@hb))[0];
+	cmp_ok($waited, '<', $TIMEOUT, 'before the first hanging attempt could time out');
+	my $big_started = scalar(requests($rb));
+	cmp_ok($big_started, '<=', 3,
+		'the hanging community had no more than its share of the bytes in flight');
+	note(sprintf('healthy delivered %.3f s after the first hanging request; %d large requests hanging',
+		$waited, $big_started));
+	is($node->safe_psql('postgres',
+		"SELECT count(*) FROM webhooks.delivery_attempts WHERE webhook_id = '$hb'"),
+		'0', 'none of the large deliveries is finished yet');
+	$node->safe_psql('postgres', "SELECT webhooks.webhook_delete('BIG', '$hb')");
+	$node->safe_psql('postgres', 'ALTER SYSTEM RESET webhooks.max_bytes_in_flight');
+	$node->reload;
+	stop_receiver($_) for ($rb, $rs);
+}
+
 my $log = PostgreSQL::Test::Utils::slurp_file($node->logfile);
 unlike($log, qr/ERROR:|PANIC:|terminated by signal/, 'no errors in the server log');
 stop_receiver($_) for ($recv, $recv2);
