@@ -135,11 +135,13 @@ static bool callback_registered = false;
 static void
 relation_invalidated(Datum arg, Oid relid)
 {
-	if (relid == InvalidOid || relid == event_types_relid)
-		known_types_generation++;
+	/* the types go with the OID: a hit never looks event_types up again */
 	if (relid == InvalidOid || relid == event_types_relid ||
 		relid == events_relid)
+	{
+		known_types_generation++;
 		events_relid = event_types_relid = InvalidOid;
+	}
 }
 
 /*
@@ -177,14 +179,18 @@ open_webhooks_table(Oid *cached, const char *name, LOCKMODE mode)
 }
 
 /*
- * Whether webhooks.event_types holds the event type.  Looked up with a
- * fresh snapshot, as the INSERT statement would in READ COMMITTED; the key
- * compares in the column's collation, by which the primary key is ordered.
+ * Whether webhooks.event_types holds the event type, under the lock the
+ * INSERT statement would take.  Looked up with the snapshot that statement
+ * would have: a fresh one in READ COMMITTED, whose answers are remembered,
+ * or the transaction's (not remembered: it may predate a change whose
+ * invalidation this session has already received).  The key compares in
+ * the column's collation, by which the primary key is ordered.
  */
 static bool
 event_type_known(const char *event, TimestampTz now)
 {
 	bool		cacheable = strlen(event) < KNOWN_TYPE_KEY_BYTES;
+	bool		fresh = !IsolationUsesXactSnapshot();
 	Relation	rel;
 	Oid			pkey;
 	ScanKeyData key;
@@ -196,7 +202,12 @@ event_type_known(const char *event, TimestampTz now)
 		known_types_of == known_types_generation &&
 		now - known_types_since < KNOWN_TYPES_MAX_AGE_US &&
 		hash_search(known_types, event, HASH_FIND, NULL) != NULL)
-		return true;
+	{
+		/* the statement's lock, which may bring in an invalidation */
+		LockRelationOid(event_types_relid, AccessShareLock);
+		if (known_types_of == known_types_generation)
+			return true;
+	}
 
 	rel = open_webhooks_table(&event_types_relid, "event_types", AccessShareLock);
 	generation = known_types_generation;
@@ -204,14 +215,15 @@ event_type_known(const char *event, TimestampTz now)
 	ScanKeyEntryInitialize(&key, 0, 1, BTEqualStrategyNumber, InvalidOid,
 						   TupleDescAttr(RelationGetDescr(rel), 0)->attcollation,
 						   F_TEXTEQ, CStringGetTextDatum(event));
-	scan = systable_beginscan(rel, pkey, OidIsValid(pkey), GetLatestSnapshot(),
+	scan = systable_beginscan(rel, pkey, OidIsValid(pkey),
+							  fresh ? GetLatestSnapshot() : GetTransactionSnapshot(),
 							  1, &key);
 	known = HeapTupleIsValid(systable_getnext(scan));
 	systable_endscan(scan);
 	table_close(rel, NoLock);
 
 	/* remember it, unless an invalidation came in since the snapshot */
-	if (known && cacheable && generation == known_types_generation)
+	if (known && cacheable && fresh && generation == known_types_generation)
 	{
 		if (known_types == NULL || known_types_of != generation ||
 			now - known_types_since >= KNOWN_TYPES_MAX_AGE_US)
@@ -220,6 +232,7 @@ event_type_known(const char *event, TimestampTz now)
 
 			if (known_types != NULL)
 				hash_destroy(known_types);
+			known_types = NULL;
 			ctl.keysize = KNOWN_TYPE_KEY_BYTES;
 			ctl.entrysize = KNOWN_TYPE_KEY_BYTES;
 			known_types = hash_create("webhooks event types", 64, &ctl,
@@ -256,7 +269,8 @@ partition_for(Relation events, TimestampTz created_at)
 		key->partnatts != 1 || key->partattrs[0] != EV_CREATED_AT + 1 ||
 		key->parttypid[0] != TIMESTAMPTZOID)
 		return InvalidOid;
-	desc = RelationGetPartitionDesc(events, false);
+	/* as the executor's routing: detached partitions left out in READ COMMITTED */
+	desc = RelationGetPartitionDesc(events, !IsolationUsesXactSnapshot());
 	if (desc->nparts == 0)
 		return InvalidOid;
 	bounds = desc->boundinfo;
@@ -426,7 +440,14 @@ webhooks_append_event(pg_uuid_t *event_id, const char *community_id,
 	{
 		Relation	part = table_open(partition, RowExclusiveLock);
 
-		if (takes_direct_rows(part))
+		/*
+		 * Route again now that the partition is locked: a partition for
+		 * the row's day may have been attached while this waited for the
+		 * default one (which the worker locks to move rows out of it), as
+		 * the executor checks the default partition's constraint.
+		 */
+		if (partition_for(events, created_at) == partition &&
+			takes_direct_rows(part))
 		{
 			if (!event_type_known(event, created_at))
 			{

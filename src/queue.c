@@ -868,6 +868,41 @@ webhooks_queue_disable_due(pg_uuid_t *ids, int n, int disable_after_s,
 }
 
 /*
+ * Of these webhooks, the ones deleted or switched off since: fills
+ * gone[] (room for n) and returns how many.
+ */
+static SPIPlanPtr inactive_plan = NULL;
+
+int
+webhooks_queue_inactive(pg_uuid_t *ids, int n, pg_uuid_t *gone)
+{
+	Oid			types[1] = {UUIDARRAYOID};
+	Datum		args[1];
+	int			ret;
+
+	if (n == 0)
+		return 0;
+	args[0] = uuid_array(ids, n);
+	ret = SPI_execute_plan(webhooks_prepare_once(&inactive_plan,
+												 "SELECT i.id FROM pg_catalog.unnest($1) i(id)"
+												 " WHERE NOT EXISTS (SELECT 1 FROM webhooks.webhooks w"
+												 " WHERE w.id = i.id AND w.is_active)",
+												 1, types),
+						   args, NULL, true, n);
+	if (ret != SPI_OK_SELECT)
+		elog(ERROR, "could not look up webhooks: %s", SPI_result_code_string(ret));
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		bool		isnull;
+
+		gone[i] = *DatumGetUUIDP(SPI_getbinval(SPI_tuptable->vals[i],
+											   SPI_tuptable->tupdesc, 1,
+											   &isnull));
+	}
+	return (int) SPI_processed;
+}
+
+/*
  * Health rows of webhooks deleted since (no foreign key removes them), and
  * hourly figures older than webhook_stats reads.
  */

@@ -110,6 +110,7 @@ extern int	webhooks_queue_disable_due(pg_uuid_t *ids, int n,
 									   int disable_after_s,
 									   const char *disable_after);
 extern void webhooks_queue_forget_deleted(void);
+extern int	webhooks_queue_inactive(pg_uuid_t *ids, int n, pg_uuid_t *gone);
 
 /* subscriptions.c: the worker's copy of the active webhooks */
 typedef struct Subscriber

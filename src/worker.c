@@ -437,6 +437,25 @@ byte_room(Community *c, size_t len)
 		community_byte_cap(hash_get_num_entries(communities));
 }
 
+/*
+ * A community waits for its byte share while a request of it is queued;
+ * once its queues are emptied otherwise than by its stall (a webhook
+ * changed, or answered 410 Gone), it no longer counts as full.  A stalled
+ * one stays full for claims until one of its requests finishes.
+ */
+static void
+recheck_byte_blocked(Community *c)
+{
+	dlist_iter	iter;
+
+	if (!c->byte_blocked)
+		return;
+	dlist_foreach(iter, &c->endpoints)
+		if (dlist_container(Endpoint, community_node, iter.cur)->nqueued > 0)
+			return;
+	c->byte_blocked = false;
+}
+
 /* Whether a webhook's last attempt found no answer in time */
 static bool
 is_timed_out(const pg_uuid_t *webhook_id)
@@ -574,6 +593,8 @@ start_queued(Endpoint *ep)
 		c->bytes_in_flight += req->body_len;
 		webhooks_client_add(client, req);
 	}
+	if (ep->nqueued == 0)
+		recheck_byte_blocked(c);
 }
 
 /* Start a request now, or queue it behind its endpoint's limit. */
@@ -791,7 +812,18 @@ spill_waiting(bool all)
 	hash_seq_init(&status, endpoints);
 	while ((ep = hash_seq_search(&status)) != NULL)
 	{
-		spill_endpoint(ep, all || stalled(ep, now), all, before);
+		bool		stuck = all || stalled(ep, now);
+
+		/*
+		 * Claimed deliveries wait for a slot of their own webhook, which
+		 * claims counted; not for bytes, which they could not: those of a
+		 * stalled community go back too.
+		 */
+		spill_endpoint(ep, stuck,
+					   all || (stuck && ep->community->byte_blocked), before);
+		/* (a stalled community stays full for claims until it moves) */
+		if (all)
+			recheck_byte_blocked(ep->community);
 		if (endpoint_idle(ep))
 			forget_endpoint(ep);
 	}
@@ -1344,6 +1376,35 @@ maintain(void)
 	return ok && done;
 }
 
+/*
+ * Forget the timed-out state of webhooks deleted or switched off: it
+ * would otherwise stay in every claim's arguments for TIMED_OUT_KEPT_MS.
+ * (One switched on again starts over with its full share, as a new URL
+ * would: its first timeout brings the state back.)
+ */
+static void
+forget_inactive_timed_out(void)
+{
+	long		n = hash_get_num_entries(timed_out);
+	pg_uuid_t  *ids;
+	pg_uuid_t  *gone;
+	HASH_SEQ_STATUS status;
+	TimedOut   *t;
+	int			i = 0;
+	int			ngone;
+
+	if (n == 0)
+		return;
+	ids = palloc(sizeof(pg_uuid_t) * n);
+	gone = palloc(sizeof(pg_uuid_t) * n);
+	hash_seq_init(&status, timed_out);
+	while ((t = hash_seq_search(&status)) != NULL)
+		ids[i++] = t->webhook_id;
+	ngone = webhooks_queue_inactive(ids, i, gone);
+	for (int k = 0; k < ngone; k++)
+		(void) hash_search(timed_out, &gone[k], HASH_REMOVE, NULL);
+}
+
 static void
 release_orphans_in_transaction(void *arg)
 {
@@ -1366,6 +1427,7 @@ release_orphans_in_transaction(void *arg)
 	}
 	released = webhooks_queue_release_orphans(makeArrayResult(held,
 															  CurrentMemoryContext));
+	forget_inactive_timed_out();
 	/* and switch off what an application's lock held off before */
 	(void) webhooks_queue_disable_due(NULL, 0, webhooks_disable_after_s,
 									  disable_after_text());

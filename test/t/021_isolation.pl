@@ -175,6 +175,24 @@ for my $backlog (1000, 5000)
 	is($node->safe_psql('postgres',
 		"SELECT count(*) FROM webhooks.delivery_attempts WHERE webhook_id = '$hb'"),
 		'0', 'none of the large deliveries is finished yet');
+
+	# The same from the queue: a fresh worker claims the large deliveries
+	# spilled there; those beyond the community's share go back, and the
+	# other community's next events are read at once all the same.
+	ok($node->poll_query_until('postgres',
+			"SELECT count(*) >= 30 FROM webhooks.deliveries WHERE webhook_id = '$hb'"),
+		'the large deliveries wait in the queue');
+	restart_node();
+	my $seen = scalar(requests($rb));
+	wait_until(sub { scalar(requests($rb)) > $seen }, 'a claimed large request', 30);
+	my ($first) = grep { $_ } (times_of(requests($rb)))[$seen];
+	emit_n('SMALL', 'member.updated', 10);
+	my @gs2 = wait_for_requests($rs, 20, sub { 1 }, 20);
+	is(scalar @gs2, 20, "claimed large payloads hanging: the other community's next 10 events arrive");
+	my $waited2 = ((times_of(@gs2))[-1] // 1e10) - ($first // 0);
+	cmp_ok($waited2, '<', $TIMEOUT, 'before the first claimed attempt could time out');
+	note(sprintf('healthy delivered %.3f s after the first claimed large request; %d large requests by then',
+		$waited2, scalar(requests($rb)) - $seen));
 	$node->safe_psql('postgres', "SELECT webhooks.webhook_delete('BIG', '$hb')");
 	$node->safe_psql('postgres', 'ALTER SYSTEM RESET webhooks.max_bytes_in_flight');
 	$node->reload;
