@@ -198,7 +198,7 @@ event_type_known(const char *event, TimestampTz now)
 	uint64		generation;
 	bool		known;
 
-	if (cacheable && known_types != NULL &&
+	if (cacheable && known_types != NULL && OidIsValid(event_types_relid) &&
 		known_types_of == known_types_generation &&
 		now - known_types_since < KNOWN_TYPES_MAX_AGE_US &&
 		hash_search(known_types, event, HASH_FIND, NULL) != NULL)
@@ -223,7 +223,8 @@ event_type_known(const char *event, TimestampTz now)
 	table_close(rel, NoLock);
 
 	/* remember it, unless an invalidation came in since the snapshot */
-	if (known && cacheable && fresh && generation == known_types_generation)
+	if (known && cacheable && fresh && generation == known_types_generation &&
+		event_types_relid == RelationGetRelid(rel))
 	{
 		if (known_types == NULL || known_types_of != generation ||
 			now - known_types_since >= KNOWN_TYPES_MAX_AGE_US)
@@ -269,9 +270,13 @@ partition_for(Relation events, TimestampTz created_at)
 		key->partnatts != 1 || key->partattrs[0] != EV_CREATED_AT + 1 ||
 		key->parttypid[0] != TIMESTAMPTZOID)
 		return InvalidOid;
-	/* as the executor's routing: detached partitions left out in READ COMMITTED */
-	desc = RelationGetPartitionDesc(events, !IsolationUsesXactSnapshot());
-	if (desc->nparts == 0)
+	/*
+	 * A partition being detached (DETACH CONCURRENTLY) is left to the
+	 * statement: whether it takes rows depends on the snapshot, and the
+	 * default partition's constraint still excludes its range.
+	 */
+	desc = RelationGetPartitionDesc(events, false);
+	if (desc->nparts == 0 || desc->detached_exist)
 		return InvalidOid;
 	bounds = desc->boundinfo;
 	index = -1;

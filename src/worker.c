@@ -439,16 +439,18 @@ byte_room(Community *c, size_t len)
 
 /*
  * A community waits for its byte share while a request of it is queued;
- * once its queues are emptied otherwise than by its stall (a webhook
- * changed, or answered 410 Gone), it no longer counts as full.  A stalled
- * one stays full for claims until one of its requests finishes.
+ * once its queues are empty (a webhook changed, or answered 410 Gone), it
+ * no longer counts as full, unless it is stalled: that one stays full for
+ * claims until one of its requests finishes (finish_attempt).
  */
 static void
 recheck_byte_blocked(Community *c)
 {
 	dlist_iter	iter;
 
-	if (!c->byte_blocked)
+	if (!c->byte_blocked ||
+		TimestampDifferenceExceeds(c->progress_at, GetCurrentTimestamp(),
+								   STALL_MS))
 		return;
 	dlist_foreach(iter, &c->endpoints)
 		if (dlist_container(Endpoint, community_node, iter.cur)->nqueued > 0)
