@@ -92,7 +92,7 @@
 /* How long a delivery read from the events may wait in memory for a slot */
 #define SPILL_MS 1000
 /* How often to look for such deliveries */
-#define SPILL_CHECK_MS 250
+#define SPILL_CHECK_MS 50
 /* An endpoint or community at its limit that finished nothing for this
  * long is stalled: what would wait for it goes to the queue at once */
 #define STALL_MS 250
