@@ -216,7 +216,7 @@ webhooks_define_gucs(void)
 							NULL, NULL, NULL);
 
 	DefineCustomIntVariable("webhooks.max_requests_per_endpoint",
-							"Most requests in flight to one webhook, and connections to one host.",
+							"Most requests in flight to one webhook.",
 							NULL,
 							&webhooks_max_per_endpoint,
 							64,

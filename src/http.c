@@ -58,6 +58,14 @@ struct WebhooksClient
 	bool		renew;			/* drop the connections once idle */
 	dlist_head	held;			/* new requests waiting for the renewal */
 	int			nheld;
+
+	/*
+	 * Connections: at most max_connections, each a socket counted with
+	 * PostgreSQL's descriptors (reserved_fds, see reserve_fds).
+	 */
+	int			most_requests;	/* the owner's own bound, 0 if none */
+	int			max_connections;
+	int			reserved_fds;
 };
 
 static bool curl_ready = false;
@@ -159,14 +167,10 @@ webhooks_build_body(const WebhookMessage *msg, size_t *len)
 }
 
 /*
- * libcurl's open-socket callback.  The address guard, unless private
- * addresses are allowed: it sees every address libcurl tries, after DNS,
+ * libcurl's open-socket callback: the address guard, unless private
+ * addresses are allowed.  It sees every address libcurl tries, after DNS,
  * so a name that resolves to a private address is caught as surely as a
- * literal one.  And the socket counts against PostgreSQL's file
- * descriptors (ReserveExternalFD, as postgres_fdw's connections do): the
- * worker may hold max_concurrent_requests sockets, and the files
- * PostgreSQL keeps open must make room for them rather than run the
- * process out of descriptors.
+ * literal one.
  */
 static curl_socket_t
 open_socket(void *clientp, curlsocktype purpose,
@@ -194,17 +198,7 @@ open_socket(void *clientp, curlsocktype purpose,
 		return CURL_SOCKET_BAD;
 	}
 	sock = socket(address->family, address->socktype, address->protocol);
-	if (sock != CURL_SOCKET_BAD)
-		ReserveExternalFD();
 	return sock;
-}
-
-/* libcurl's close-socket callback, the other half of open_socket's count */
-static int
-close_socket(void *clientp, curl_socket_t sock)
-{
-	ReleaseExternalFD();
-	return close(sock);
 }
 
 /* Keep the first bytes of a response; read and drop the rest. */
@@ -326,7 +320,6 @@ fill_request(WebhookRequest *req, const WebhookMessage *msg)
 	setopt(easy, CURLOPT_ERRORBUFFER, req->errbuf);
 	setopt(easy, CURLOPT_OPENSOCKETFUNCTION, open_socket);
 	setopt(easy, CURLOPT_OPENSOCKETDATA, req);
-	setopt(easy, CURLOPT_CLOSESOCKETFUNCTION, close_socket);
 }
 
 /*
@@ -544,12 +537,56 @@ renew_multi(WebhooksClient *client)
 	}
 }
 
+/*
+ * How many connections a client may hold: one per request in flight
+ * (HTTP/1.1), so webhooks.max_concurrent_requests, or the owner's own
+ * bound; and no more than two thirds of the descriptors PostgreSQL
+ * counts on (max_safe_fds), so that neither the sockets nor the server's
+ * files run out.  Requests beyond it wait inside libcurl for a connection.
+ */
+static int
+max_connections(WebhooksClient *client)
+{
+	int			most = webhooks_max_concurrent;
+	int			fd_bound = Max(max_safe_fds * 2 / 3, 1);
+
+	if (client->most_requests > 0)
+		most = Min(most, client->most_requests);
+	if (most > fd_bound)
+	{
+		ereport(LOG,
+				(errmsg("webhooks: %d connections at most, not %d: the process may open no more descriptors",
+						fd_bound, most),
+				 errhint("Raise the open files limit (ulimit -n) and max_files_per_process.")));
+		most = fd_bound;
+	}
+	return most;
+}
+
+/*
+ * Count a client's connections with PostgreSQL's file descriptors
+ * (ReserveExternalFD, as postgres_fdw counts its connections), so the
+ * files the server keeps open make room for them.  The whole bound is
+ * reserved for the client's life rather than socket by socket: libcurl
+ * 7.88 closes a socket that had not finished connecting without calling
+ * its close-socket callback, so a count per socket would drift upward.
+ */
+static void
+reserve_fds(WebhooksClient *client, int n)
+{
+	for (; client->reserved_fds < n; client->reserved_fds++)
+		ReserveExternalFD();
+	for (; client->reserved_fds > n; client->reserved_fds--)
+		ReleaseExternalFD();
+}
+
 /* A client with no requests yet. */
 WebhooksClient *
-webhooks_client_create(void)
+webhooks_client_create(int most_requests)
 {
 	WebhooksClient *client = palloc0(sizeof(WebhooksClient));
 
+	client->most_requests = most_requests;
 	webhooks_http_global_init();
 	dlist_init(&client->running);
 	dlist_init(&client->done);
@@ -618,11 +655,13 @@ webhooks_client_configure(WebhooksClient *client)
 	check_curlm(curl_multi_setopt(client->multi, CURLMOPT_MAX_HOST_CONNECTIONS,
 								  0L),
 				"max host connections");
+	client->max_connections = max_connections(client);
+	reserve_fds(client, client->max_connections);
 	check_curlm(curl_multi_setopt(client->multi, CURLMOPT_MAX_TOTAL_CONNECTIONS,
-								  (long) webhooks_max_concurrent),
+								  (long) client->max_connections),
 				"max total connections");
 	check_curlm(curl_multi_setopt(client->multi, CURLMOPT_MAXCONNECTS,
-								  (long) webhooks_max_concurrent),
+								  (long) client->max_connections),
 				"connection cache size");
 	check_curlm(curl_multi_setopt(client->multi, CURLMOPT_PIPELINING,
 								  (long) CURLPIPE_NOTHING),
@@ -785,6 +824,7 @@ webhooks_client_destroy(WebhooksClient *client)
 											  dlist_pop_head_node(&client->held)));
 
 	curl_multi_cleanup(client->multi);
+	reserve_fds(client, 0);
 	FreeWaitEventSet(client->wes);
 	close(client->epfd);
 	pfree(client);

@@ -74,7 +74,7 @@ extern WebhookRequest *webhooks_request_new(const WebhookMessage *msg,
 											MemoryContext parent);
 extern void webhooks_request_free(WebhookRequest *req);
 
-extern WebhooksClient *webhooks_client_create(void);
+extern WebhooksClient *webhooks_client_create(int most_requests);
 extern void webhooks_client_configure(WebhooksClient *client);
 extern void webhooks_client_add(WebhooksClient *client, WebhookRequest *req);
 extern int	webhooks_client_wait(WebhooksClient *client, long max_wait_ms,

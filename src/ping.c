@@ -37,7 +37,7 @@ client_for(WebhookRequest *req)
 
 	PG_TRY();
 	{
-		client = webhooks_client_create();
+		client = webhooks_client_create(1);
 	}
 	PG_CATCH();
 	{

@@ -1787,7 +1787,7 @@ webhooks_worker_main(Datum main_arg)
 						 HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
 
 	MemoryContextSwitchTo(TopMemoryContext);
-	client = webhooks_client_create();
+	client = webhooks_client_create(0);
 
 	/*
 	 * Read from where the previous worker stood (webhooks.read_events() may
