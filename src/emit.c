@@ -41,8 +41,6 @@
 #include "utils/jsonb.h"
 #include "utils/rel.h"
 #include "utils/syscache.h"
-#include "utils/timestamp.h"
-#include "utils/xid8.h"
 
 #include "webhooks.h"
 

@@ -59,13 +59,9 @@ struct WebhooksClient
 	dlist_head	held;			/* new requests waiting for the renewal */
 	int			nheld;
 
-	/*
-	 * Connections: at most max_connections, each a socket counted with
-	 * PostgreSQL's descriptors (reserved_fds, see reserve_fds).
-	 */
+	/* Connections: see max_connections and reserve_fds */
 	int			most_requests;	/* the owner's own bound, 0 if none */
-	int			max_connections;
-	int			reserved_fds;
+	int			reserved_fds;	/* counted with PostgreSQL's descriptors */
 };
 
 static bool curl_ready = false;
@@ -167,19 +163,16 @@ webhooks_build_body(const WebhookMessage *msg, size_t *len)
 }
 
 /*
- * libcurl's open-socket callback: the address guard, unless private
- * addresses are allowed.  It sees every address libcurl tries, after DNS,
- * so a name that resolves to a private address is caught as surely as a
- * literal one.
+ * libcurl's open-socket callback: the address guard.  It sees every
+ * address libcurl tries, after DNS, so a name that resolves to a private
+ * address is caught as surely as a literal one.
  */
 static curl_socket_t
-open_socket(void *clientp, curlsocktype purpose,
-			struct curl_sockaddr *address)
+open_socket_guarded(void *clientp, curlsocktype purpose,
+					struct curl_sockaddr *address)
 {
 	WebhookRequest *req = (WebhookRequest *) clientp;
-	const char *reason = webhooks_allow_private_addresses ? NULL :
-		webhooks_address_block_reason(&address->addr);
-	curl_socket_t sock;
+	const char *reason = webhooks_address_block_reason(&address->addr);
 
 	if (reason != NULL)
 	{
@@ -197,8 +190,7 @@ open_socket(void *clientp, curlsocktype purpose,
 				 "connection to %s blocked: %s", host, reason);
 		return CURL_SOCKET_BAD;
 	}
-	sock = socket(address->family, address->socktype, address->protocol);
-	return sock;
+	return socket(address->family, address->socktype, address->protocol);
 }
 
 /* Keep the first bytes of a response; read and drop the rest. */
@@ -318,8 +310,11 @@ fill_request(WebhookRequest *req, const WebhookMessage *msg)
 	setopt(easy, CURLOPT_WRITEFUNCTION, collect_response);
 	setopt(easy, CURLOPT_WRITEDATA, req);
 	setopt(easy, CURLOPT_ERRORBUFFER, req->errbuf);
-	setopt(easy, CURLOPT_OPENSOCKETFUNCTION, open_socket);
-	setopt(easy, CURLOPT_OPENSOCKETDATA, req);
+	if (!webhooks_allow_private_addresses)
+	{
+		setopt(easy, CURLOPT_OPENSOCKETFUNCTION, open_socket_guarded);
+		setopt(easy, CURLOPT_OPENSOCKETDATA, req);
+	}
 }
 
 /*
@@ -632,6 +627,7 @@ void
 webhooks_client_configure(WebhooksClient *client)
 {
 	char	   *rules = connect_rules(GetMemoryChunkContext(client));
+	int			connections;
 
 	if (strcmp(rules, client->connect_rules) != 0)
 	{
@@ -655,13 +651,13 @@ webhooks_client_configure(WebhooksClient *client)
 	check_curlm(curl_multi_setopt(client->multi, CURLMOPT_MAX_HOST_CONNECTIONS,
 								  0L),
 				"max host connections");
-	client->max_connections = max_connections(client);
-	reserve_fds(client, client->max_connections);
+	connections = max_connections(client);
+	reserve_fds(client, connections);
 	check_curlm(curl_multi_setopt(client->multi, CURLMOPT_MAX_TOTAL_CONNECTIONS,
-								  (long) client->max_connections),
+								  (long) connections),
 				"max total connections");
 	check_curlm(curl_multi_setopt(client->multi, CURLMOPT_MAXCONNECTS,
-								  (long) client->max_connections),
+								  (long) connections),
 				"connection cache size");
 	check_curlm(curl_multi_setopt(client->multi, CURLMOPT_PIPELINING,
 								  (long) CURLPIPE_NOTHING),
